@@ -1,0 +1,145 @@
+"""Turning what a client sent (an upload, a data URL, a pixel list) into 28x28 MNIST-form images.
+
+Every failure is an InputError with an HTTP status and a sentence that says what to fix.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import re
+from typing import Any
+
+import numpy as np
+
+from model.preprocess import PreprocessError, preprocess_image, preprocess_pixels
+
+DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^,;]*)*?)(;base64)?,", re.I)
+IMAGE_MIME_PREFIX = "image/"
+
+
+class InputError(ValueError):
+    """A client mistake: `status` is the HTTP status, the message is the sentence to show."""
+
+    def __init__(self, message: str, status: int = 422, code: str = "bad_input") -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+def parse_json(body: bytes) -> Any:
+    """json.loads that turns every failure (also absurd nesting) into a 400 sentence."""
+    if not body:
+        raise InputError("The request body is empty: send a JSON object.", 400, "empty_body")
+    try:
+        return json.loads(body)
+    except UnicodeDecodeError as exc:
+        raise InputError("The request body is not UTF-8 text; send JSON.", 400, "bad_json") from exc
+    except RecursionError as exc:
+        raise InputError("The JSON is nested too deeply.", 400, "bad_json") from exc
+    except ValueError as exc:
+        raise InputError(f"The request body is not valid JSON: {exc}.", 400, "bad_json") from exc
+
+
+def decode_base64_image(value: Any, max_chars: int) -> bytes:
+    """The bytes of a data URL or plain base64 string."""
+    if not isinstance(value, str):
+        raise InputError(
+            "'image' must be a string: a data URL (data:image/png;base64,...) or base64.",
+            code="bad_image_field",
+        )
+    if not value:
+        raise InputError("'image' is an empty string: send a data URL or base64 image.",
+                         code="bad_image_field")
+    if len(value) > max_chars:
+        raise InputError("'image' is too large.", 413, "too_large")
+    text = value
+    if value[:5].lower() == "data:":
+        match = DATA_URL.match(value)
+        if match is None:
+            raise InputError("'image' is not a valid data URL: expected data:image/...;base64,...",
+                             code="bad_image_field")
+        mime = (match.group("mime") or "").lower()
+        if mime and not mime.startswith(IMAGE_MIME_PREFIX):
+            raise InputError(f"'image' is a data URL of {mime}, not an image: send a PNG, JPEG, "
+                             "GIF, BMP or WebP.", 415, "unsupported_media")
+        if not value[: match.end()].lower().endswith(";base64,"):
+            raise InputError("'image' data URL must be base64-encoded (;base64,).",
+                             code="bad_image_field")
+        text = value[match.end():]
+    try:
+        data = base64.b64decode(text.strip(), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InputError("'image' is not valid base64: check for stray characters or truncation.",
+                         code="bad_base64") from exc
+    if not data:
+        raise InputError("'image' decodes to zero bytes: send a non-empty image.",
+                         code="bad_image_field")
+    return data
+
+
+def image_from_bytes(data: bytes, max_pixels: int) -> np.ndarray:
+    """Decode and preprocess an uploaded image into a (28, 28) float32 digit."""
+    try:
+        return preprocess_image(data, max_pixels=max_pixels)
+    except PreprocessError as exc:
+        raise InputError(str(exc), status_for(exc.code), exc.code) from exc
+
+
+def status_for(code: str) -> int:
+    return {"image_too_large": 413, "undecodable_image": 415}.get(code, 422)
+
+
+def _is_number(v: Any) -> bool:
+    return type(v) is int or type(v) is float  # bool is an int subclass: refused on purpose
+
+
+def pixels_array(value: Any, where: str = "'pixels'") -> np.ndarray:
+    """A flat list of 784 or a 28x28 nested list of numbers 0..255 -> (28, 28) float32."""
+    if not isinstance(value, list):
+        raise InputError(f"{where} must be a list of 784 numbers or 28 rows of 28 numbers.",
+                         code="bad_pixels")
+    if len(value) == 784:
+        flat = value
+    elif len(value) == 28 and all(isinstance(row, list) for row in value):
+        bad = [i for i, row in enumerate(value) if len(row) != 28]
+        if bad:
+            raise InputError(f"{where} row {bad[0]} has {len(value[bad[0]])} values; every one of "
+                             "the 28 rows needs 28.", code="bad_shape")
+        flat = [v for row in value for v in row]
+    else:
+        raise InputError(f"{where} has {len(value)} entries: send 784 numbers or 28 rows of 28.",
+                         code="bad_shape")
+    if not all(_is_number(v) for v in flat):
+        raise InputError(f"{where} must hold only numbers (no strings, booleans or nulls).",
+                         code="bad_pixels")
+    array = np.asarray(flat, dtype=np.float64)
+    if not np.isfinite(array).all():
+        raise InputError(f"{where} holds NaN or infinity; pixels are numbers from 0 to 255.",
+                         code="bad_pixels")
+    if array.min() < 0 or array.max() > 255:
+        raise InputError(f"{where} values must be between 0 and 255 (found {array.min():g} to "
+                         f"{array.max():g}).", code="out_of_range")
+    return array.astype(np.float32).reshape(28, 28)
+
+
+def pixels_to_digit(value: Any, preprocess: bool, where: str = "'pixels'") -> np.ndarray:
+    array = pixels_array(value, where)
+    try:
+        return preprocess_pixels(array, recentre=preprocess)
+    except PreprocessError as exc:
+        raise InputError(str(exc), status_for(exc.code), exc.code) from exc
+
+
+def check_preprocess_flag(value: Any) -> bool:
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise InputError("'preprocess' must be true or false.", code="bad_flag")
+    return value
+
+
+def finite(value: float) -> float:
+    return value if math.isfinite(value) else 0.0

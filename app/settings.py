@@ -1,0 +1,40 @@
+"""Server settings, read from MNIST_CANVAS_* environment variables (one class, one prefix)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from model.cli import DEFAULT_MODEL_PATH
+from model.data import default_data_dir
+from model.preprocess import MAX_IMAGE_PIXELS
+
+
+class Settings(BaseSettings):
+    """Every knob an operator can turn; the README's configuration table lists them."""
+
+    model_config = SettingsConfigDict(env_prefix="MNIST_CANVAS_", extra="ignore")
+
+    model_path: Path = Field(DEFAULT_MODEL_PATH, description="checkpoint to serve (or to train)")
+    data_dir: Path = Field(default_factory=default_data_dir, description="MNIST directory")
+    download: bool = Field(True, description="download MNIST when files are missing")
+    train_on_start: Literal["never", "missing", "always"] = Field(
+        "missing", description="train when the model file is missing, always, or never"
+    )
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    torch_threads: int = Field(1, ge=0, description="torch intra-op threads; 0: one per core")
+    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="largest request body")
+    max_batch: int = Field(1000, ge=1, description="most images in one batch request")
+    max_image_pixels: int = Field(MAX_IMAGE_PIXELS, ge=1, description="largest decoded image")
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    workers: int = Field(1, ge=1)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value

@@ -1,0 +1,1 @@
+"""mnist-canvas: the training library (no web code here)."""

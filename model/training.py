@@ -1,0 +1,304 @@
+"""The fit loop: NLL loss, SGD or Adam, shuffled mini-batches drawn from tensors on the device.
+
+Run it from the command line: `mnist-canvas train --epochs 4 --lr 0.002` (see `model.cli`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from model.checkpoint import Checkpoint
+from model.data import Mnist, pixel_stats
+from model.device import resolve_device, set_threads
+from model.evaluation import Metrics, evaluate
+from model.network import ARCHITECTURES, build_model, get_linear
+from model.transforms import apply_transforms
+
+logger = logging.getLogger(__name__)
+
+class TextSink(Protocol):
+    """Where the epoch table goes: sys.stdout, a StringIO, a logger adapter."""
+
+    def write(self, text: str, /) -> int: ...
+
+    def flush(self) -> None: ...
+
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("none", "cosine", "step")
+GALLERY_SIZE = 24  # misclassified test digits kept in the checkpoint for the model page
+
+
+@dataclass
+class TrainConfig:
+    """Every hyperparameter of a run; stored in the checkpoint beside the weights."""
+
+    arch: str = "sequential"
+    optimizer: str = "adam"
+    lr: float = 0.005
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    batch_size: int = 128
+    epochs: int = 8
+    seed: int = 0
+    schedule: str = "cosine"
+    deskew: bool = False
+    transforms: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHITECTURES:
+            raise ValueError(f"arch must be one of {ARCHITECTURES}, got {self.arch!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if self.lr <= 0 or self.batch_size < 1 or self.epochs < 1:
+            raise ValueError("lr must be > 0, batch_size >= 1 and epochs >= 1")
+        if self.deskew and "deskew" not in self.transforms:
+            self.transforms = [*self.transforms, "deskew"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass
+class EpochRecord:
+    epoch: int
+    trn_loss: float
+    val_loss: float
+    accuracy: float
+    seconds: float
+
+
+@dataclass
+class TrainResult:
+    model: nn.Module
+    config: TrainConfig
+    mean: float
+    std: float
+    history: list[EpochRecord]
+    valid: Metrics
+    test: Metrics | None
+    train_seconds: float
+    device: str
+    data_sha256: str
+    train_size: int = 0
+    gallery: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # images, true, predicted
+
+    def to_checkpoint(self) -> Checkpoint:
+        """Everything a server needs to rebuild, run and explain this model."""
+        weight, bias = get_linear(self.model)
+        meta: dict[str, Any] = {
+            "config": self.config.to_dict(),
+            "history": [asdict(r) for r in self.history],
+            "valid": self.valid.to_dict(),
+            "test": self.test.to_dict() if self.test is not None else None,
+            "train_seconds": round(self.train_seconds, 3),
+            "train_size": self.train_size,
+            "device": self.device,
+            "data_sha256": self.data_sha256,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        ckpt = Checkpoint(
+            weight=weight,
+            bias=bias,
+            arch=self.config.arch,
+            mean=self.mean,
+            std=self.std,
+            transforms=list(self.config.transforms),
+            meta=meta,
+        )
+        if self.gallery is not None:
+            images, true, pred = self.gallery
+            ckpt.gallery_images = torch.from_numpy(np.ascontiguousarray(images))
+            ckpt.gallery_true = torch.from_numpy(true.astype(np.int64))
+            ckpt.gallery_pred = torch.from_numpy(pred.astype(np.int64))
+        return ckpt
+
+
+def to_inputs(
+    images: np.ndarray,
+    mean: float,
+    std: float,
+    transforms: list[str] | tuple[str, ...],
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
+    """uint8/float pixel images (N, 28, 28) in 0..255 -> normalised float32 (N, 784)."""
+    pixels = apply_transforms(images, tuple(transforms))
+    x = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32)).reshape(len(pixels), -1)
+    x = (x / 255.0 - mean) / std
+    return x.to(device)
+
+
+class Progress:
+    """A one-line progress bar: redrawn in place on a terminal, silent otherwise."""
+
+    def __init__(self, total: int, stream: TextSink, label: str) -> None:
+        self.total, self.stream, self.label = total, stream, label
+        self.live = bool(getattr(stream, "isatty", lambda: False)())
+        self._last = 0.0
+
+    def update(self, done: int, loss: float) -> None:
+        now = time.monotonic()
+        if not self.live or (now - self._last < 0.1 and done < self.total):
+            return
+        self._last = now
+        width = 30
+        filled = int(width * done / self.total)
+        bar = "#" * filled + "-" * (width - filled)
+        self.stream.write(f"\r{self.label} [{bar}] {done}/{self.total} loss {loss:.4f}")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.live:
+            self.stream.write("\r" + " " * 79 + "\r")
+            self.stream.flush()
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    params = model.parameters()
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(
+            params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+        )
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def lr_factor(config: TrainConfig, step: int, total_steps: int) -> float:
+    """Multiplier of the base learning rate at `step` (0-based) of `total_steps`."""
+    if config.schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * step / max(total_steps, 1)))
+    if config.schedule == "step":
+        # Divide by 10 for the last quarter of training.
+        return 0.1 if step >= 0.75 * total_steps else 1.0
+    return 1.0
+
+
+def fit(
+    model: nn.Module,
+    train: tuple[torch.Tensor, torch.Tensor],
+    valid: tuple[torch.Tensor, torch.Tensor],
+    config: TrainConfig,
+    *,
+    out: TextSink | None = None,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+) -> list[EpochRecord]:
+    """Train `model` in place; print the lesson's `epoch trn_loss val_loss accuracy` table."""
+    stream = out if out is not None else sys.stdout
+    x, y = train
+    n = x.shape[0]
+    device = x.device
+    generator = torch.Generator(device="cpu").manual_seed(config.seed)
+    optimizer = make_optimizer(model, config)
+    loss_fn = nn.NLLLoss()
+    steps_per_epoch = math.ceil(n / config.batch_size)
+    total_steps = steps_per_epoch * config.epochs
+    history: list[EpochRecord] = []
+    stream.write(f"{'epoch':>5}  {'trn_loss':>9}  {'val_loss':>9}  {'accuracy':>8}\n")
+    step = 0
+    for epoch in range(config.epochs):
+        started = time.perf_counter()
+        model.train()
+        order = torch.randperm(n, generator=generator).to(device)
+        progress = Progress(steps_per_epoch, stream, f"epoch {epoch}")
+        running = torch.zeros((), device=device)
+        for i in range(steps_per_epoch):
+            for group in optimizer.param_groups:
+                group["lr"] = config.lr * lr_factor(config, step, total_steps)
+            idx = order[i * config.batch_size : (i + 1) * config.batch_size]
+            xb, yb = x[idx], y[idx]
+            loss = loss_fn(model(xb), yb)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            running += loss.detach() * len(idx)
+            step += 1
+            if progress.live:
+                progress.update(i + 1, float(loss))
+        progress.close()
+        trn_loss = float(running) / n
+        val = evaluate(model, valid[0], valid[1])
+        record = EpochRecord(
+            epoch=epoch,
+            trn_loss=trn_loss,
+            val_loss=val.loss,
+            accuracy=val.accuracy,
+            seconds=time.perf_counter() - started,
+        )
+        history.append(record)
+        stream.write(f"{epoch:>5}  {trn_loss:>9.6f}  {val.loss:>9.6f}  {val.accuracy:>8.4f}\n")
+        stream.flush()
+        if on_epoch is not None:
+            on_epoch(record)
+    return history
+
+
+def train(
+    data: Mnist,
+    config: TrainConfig | None = None,
+    *,
+    device: str = "auto",
+    threads: int = 1,
+    out: TextSink | None = None,
+) -> TrainResult:
+    """The whole recipe: statistics, tensors on the device, fit, validation and test metrics."""
+    config = config or TrainConfig()
+    set_threads(threads)
+    dev = resolve_device(device)
+    torch.manual_seed(config.seed)
+    mean, std = pixel_stats(data.train_images)
+    logger.info(
+        "training %s with %s lr=%g for %d epochs on %s (train mean %.5f std %.5f)",
+        config.arch, config.optimizer, config.lr, config.epochs, dev, mean, std,
+    )
+    started = time.perf_counter()
+    x_train = to_inputs(data.train_images, mean, std, config.transforms, dev)
+    y_train = torch.from_numpy(data.train_labels).to(dev)
+    x_valid = to_inputs(data.valid_images, mean, std, config.transforms, dev)
+    y_valid = torch.from_numpy(data.valid_labels).to(dev)
+    model = build_model(config.arch).to(dev)
+    history = fit(model, (x_train, y_train), (x_valid, y_valid), config, out=out)
+    train_seconds = time.perf_counter() - started
+    valid_metrics = evaluate(model, x_valid, y_valid)
+    x_test = to_inputs(data.test_images, mean, std, config.transforms, dev)
+    test_metrics = evaluate(model, x_test, torch.from_numpy(data.test_labels).to(dev))
+    with torch.no_grad():
+        model.eval()
+        test_pred = model(x_test).argmax(dim=1).cpu().numpy()
+    wrong = np.flatnonzero(test_pred != data.test_labels)[:GALLERY_SIZE]
+    logger.info(
+        "trained in %.2f s: validation %.4f, test %.4f",
+        train_seconds, valid_metrics.accuracy, test_metrics.accuracy,
+    )
+    return TrainResult(
+        model=model.cpu(),
+        config=config,
+        mean=mean,
+        std=std,
+        history=history,
+        valid=valid_metrics,
+        test=test_metrics,
+        train_seconds=train_seconds,
+        device=str(dev),
+        data_sha256=data.sha256,
+        train_size=len(data.train_images),
+        gallery=(data.test_images[wrong], data.test_labels[wrong], test_pred[wrong]),
+    )
