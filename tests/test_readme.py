@@ -1,0 +1,32 @@
+"""The README stays true: its configuration table, quick start and CI command."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from app.settings import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+README = (REPO / "README.md").read_text()
+
+
+def test_configuration_table_lists_every_setting() -> None:
+    documented = set(re.findall(r"`(MNIST_CANVAS_[A-Z_]+)`", README))
+    expected = {f"MNIST_CANVAS_{name.upper()}" for name in Settings.model_fields}
+    assert expected <= documented
+
+
+def test_configuration_table_defaults_match_the_code() -> None:
+    rows = dict(re.findall(r"^\| `(MNIST_CANVAS_[A-Z_]+)` \| `([^`]+)`", README, re.M))
+    for name, field in Settings.model_fields.items():
+        key = f"MNIST_CANVAS_{name.upper()}"
+        if field.default_factory is None and not isinstance(field.default, Path):
+            assert rows[key] == str(field.default).lower(), key
+
+
+def test_quick_start_has_the_two_commands_and_ci_runs_the_test_one() -> None:
+    section = README.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    commands = re.findall(r"^(\./scripts/\S+)", section, re.M)
+    assert commands == ["./scripts/run.sh", "./scripts/test.sh"]
+    assert "scripts/test.sh" in (REPO / ".ci" / "run").read_text()
