@@ -7,7 +7,7 @@
 #     --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128 .   # CUDA torch
 #
 # Two stages: the builder makes a virtual environment at /opt/venv, the runtime stage copies
-# it onto a clean base, so compilers, pip caches and build backends never reach the image.
+# it onto a clean base, so the build's leftovers (downloads, the build backend) stay behind.
 
 ARG PYTHON_IMAGE=python:3.11.13-slim-bookworm
 
@@ -37,8 +37,10 @@ RUN python -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))
     && rm /tmp/requirements.txt
 
 # The project itself, without touching the dependencies. Editable on purpose: static/, templates/
-# and models/ live beside the packages rather than inside them, so the code must keep finding
-# them relative to /app (the runtime stage puts the same tree at the same path).
+# and models/ live beside the packages, not inside them, and the code finds them from its own
+# file path (app/main.py STATIC_DIR, app/routes/pages.py TEMPLATES_DIR, model/cli.py
+# DEFAULT_MODEL_PATH). A regular install would move the code into site-packages, away from them;
+# editable keeps it at /app, where the runtime stage puts the same tree.
 COPY README.md ./
 COPY app ./app
 COPY model ./model
@@ -88,7 +90,7 @@ EXPOSE 8000
 
 # Ready, not merely alive: /readyz answers 200 only once a model is loaded. Python's own urllib,
 # because the slim image has no curl; a non-200 answer raises, which also exits non-zero.
-HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \
+HEALTHCHECK --interval=10s --timeout=5s --start-period=5m --retries=3 \
     CMD ["python", "-c", "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=3).status == 200 else 1)"]
 
 # Exec form: the server is PID 1 and gets docker's SIGTERM directly.

@@ -36,6 +36,7 @@ const ui = {
   undo: $("undo"),
   clear: $("clear"),
   panels: $("panels"),
+  mini: $("mini-answer"),
   preview: $("preview"),
   template: $("template"),
   contrib: $("contrib"),
@@ -285,6 +286,7 @@ function showEmpty() {
     bar.dataset.value = "0";
     row.querySelector(".prob-value").textContent = "–";
   }
+  setMini("empty", "?", "–");
   ui.panels.dataset.state = "empty";
   for (const c of [ui.preview, ui.template, ui.contrib, ui.versus]) blank(c);
   delete ui.preview.dataset.pixels;
@@ -294,9 +296,16 @@ function showEmpty() {
   ui.scores.textContent = "";
 }
 
+function setMini(state, digit, text) {
+  ui.mini.dataset.state = state;
+  ui.mini.querySelector(".mini-digit").textContent = digit;
+  ui.mini.querySelector(".mini-conf").textContent = text;
+}
+
 function showError(message) {
   setError(message);
   ui.answer.dataset.state = ui.answer.dataset.digit === undefined ? "error" : "stale";
+  setMini("error", "!", "error");
   ui.announce.textContent = `Error: ${message}`;
 }
 
@@ -314,16 +323,17 @@ function showResult(result, final) {
   ui.answer.dataset.digit = String(digit);
   ui.digit.textContent = String(digit);
   ui.confidence.textContent = `${formatPercent(confidence)} confident`;
+  setMini(unsure ? "unsure" : "confident", String(digit), formatPercent(confidence));
   const sentence = unsure
     ? `Not sure \u2014 maybe ${digit} or ${runnerUp}`
-    : `It's a ${digit}`;
+    : `It's ${digit === 8 ? "an" : "a"} ${digit}`;
   ui.status.textContent = unsure
     ? `${sentence} (${formatPercent(probs[runnerUp])} for ${runnerUp}).`
     : `${sentence}. Next best: ${runnerUp} at ${formatPercent(probs[runnerUp])}.`;
   if (final) {
     ui.announce.textContent = unsure
-      ? `${sentence}: ${formatPercent(confidence, 0)} ${digit}, ${formatPercent(probs[runnerUp], 0)} ${runnerUp}.`
-      : `Prediction: ${digit}, ${formatPercent(confidence, 0)} confident.`;
+      ? `${sentence}: ${formatPercent(confidence)} for ${digit}, ${formatPercent(probs[runnerUp])} for ${runnerUp}.`
+      : `Prediction: ${digit}, ${formatPercent(confidence)} confident.`;
   }
 
   ui.rows.forEach((row, d) => {
@@ -414,13 +424,13 @@ async function explain(pixels, probs, digit, runnerUp, version) {
   const mine = exp.map((e) => e / total);
   ui.scores.dataset.probabilities = JSON.stringify(mine);
   ui.scores.replaceChildren(
-    line(`Score for ${digit}`, `${formatNumber(sumTop)} from pixels ${formatSigned(model.bias[digit])} bias = `, formatNumber(logits[digit])),
-    line(`Score for ${runnerUp}`, `${formatNumber(sumRun)} from pixels ${formatSigned(model.bias[runnerUp])} bias = `, formatNumber(logits[runnerUp])),
+    line(`Score for ${digit}`, `pixels ${formatNumber(sumTop)}, bias ${formatSigned(model.bias[digit])}: total `, formatNumber(logits[digit])),
+    line(`Score for ${runnerUp}`, `pixels ${formatNumber(sumRun)}, bias ${formatSigned(model.bias[runnerUp])}: total `, formatNumber(logits[runnerUp])),
     line(
       "Softmax",
-      `a gap of ${formatNumber(logits[digit] - logits[runnerUp])} in score gives ${digit} `,
+      `a lead of ${formatNumber(logits[digit] - logits[runnerUp])} over ${runnerUp} gives ${digit} `,
       `${formatPercent(mine[digit])}`,
-      " (computed in your browser from the preview and the weights).",
+      " (recomputed in your browser from the preview and the weights).",
     ),
   );
 }

@@ -129,9 +129,10 @@ function niceTicks(lo, hi, count = 4) {
   return { ticks, lo: start, hi: end, step };
 }
 
-function lineChart({ title, series, format, id }) {
-  const W = 520;
-  const H = 260;
+function lineChart({ title, series, format, id, width }) {
+  // The viewBox follows the space on screen, so text keeps its size on phones.
+  const W = Math.round(Math.min(600, Math.max(280, width || 520)));
+  const H = Math.round(Math.max(190, Math.min(260, W * 0.5)));
   const m = { top: 12, right: 16, bottom: 34, left: 52 };
   const n = Math.max(...series.map((s) => s.values.length));
   const all = series.flatMap((s) => s.values).filter(Number.isFinite);
@@ -165,17 +166,23 @@ function lineChart({ title, series, format, id }) {
   return h("figure", { class: "chart", id }, h("figcaption", {}, h("span", {}, title), legend), svg);
 }
 
+let curvesHistory = null;
+
 function renderCurves(history) {
   const box = $("curves");
+  curvesHistory = history;
   if (!Array.isArray(history) || history.length === 0) {
     box.replaceChildren(h("p", { class: "muted" }, "This model has no training history."));
     box.dataset.state = "empty";
     return;
   }
   const col = (key) => history.map((r) => Number(r[key]));
+  const columns = getComputedStyle(box).gridTemplateColumns.split(" ").length || 1;
+  const width = (box.clientWidth - 20 * (columns - 1)) / columns;
   box.replaceChildren(
     lineChart({
       id: "chart-loss",
+      width,
       title: "Loss (cross-entropy)",
       series: [
         { key: "trn_loss", name: "training", values: col("trn_loss") },
@@ -184,6 +191,7 @@ function renderCurves(history) {
     }),
     lineChart({
       id: "chart-accuracy",
+      width,
       title: "Validation accuracy",
       format: "percent",
       series: [{ key: "accuracy", name: "accuracy", values: col("accuracy") }],
@@ -221,7 +229,7 @@ function confusionTable(metrics, splitName) {
   m.forEach((row, t) => row.forEach((v, p) => t !== p && (maxOff = Math.max(maxOff, v))));
   const recall = metrics.recall || rowTotals.map((tot, t) => (tot ? m[t][t] / tot : 0));
 
-  const head = h("tr", {}, h("th", { class: "corner", scope: "col" }, "true ↓ / predicted →"), ...m.map((_, p) => h("th", { scope: "col" }, String(p))), h("th", { class: "recall", scope: "col" }, "recall"));
+  const head = h("tr", {}, h("th", { class: "corner", scope: "col" }, h("span", { class: "corner-label" }, "true ↓ read →")), ...m.map((_, p) => h("th", { scope: "col" }, String(p))), h("th", { class: "recall", scope: "col" }, "recall"));
   const rows = m.map((row, t) =>
     h(
       "tr",
@@ -235,9 +243,9 @@ function confusionTable(metrics, splitName) {
           const share = rowTotals[t] ? v / rowTotals[t] : 0;
           style = `background: color-mix(in srgb, var(--accent) ${Math.round(35 + 60 * share)}%, var(--surface-2)); color: var(--accent-text)`;
         } else if (v > 0) {
-          const k = Math.sqrt(v / (maxOff || 1));
-          const pct = Math.round(12 + 78 * k);
-          style = `background: color-mix(in srgb, var(--danger) ${pct}%, var(--surface-2))${pct > 50 ? "; color: #fff" : ""}`;
+          const k = (v / (maxOff || 1)) ** 0.75;
+          const pct = Math.round(10 + 80 * k);
+          style = `background: color-mix(in srgb, var(--heat-error) ${pct}%, var(--surface-2))`;
         }
         return h("td", { class: cls, style, title: `true ${t}, predicted ${p}: ${v}`, dataset: { true: String(t), pred: String(p) } }, String(v));
       }),
@@ -313,6 +321,19 @@ function renderGallery(body) {
 // ---- Load ----------------------------------------------------------------------------------
 
 paintLegends();
+
+let resizeTimer = 0;
+let lastWidth = 0;
+window.addEventListener("resize", () => {
+  clearTimeout(resizeTimer);
+  resizeTimer = setTimeout(() => {
+    const width = $("curves").clientWidth;
+    if (curvesHistory && Math.abs(width - lastWidth) > 8) {
+      lastWidth = width;
+      renderCurves(curvesHistory);
+    }
+  }, 150);
+});
 
 fetchJSON("/api/model").then(
   (card) => {

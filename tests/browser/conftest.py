@@ -73,7 +73,8 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         model_path = SHIPPED_MODEL
     else:
         if not any((data_dir / f"train-images-idx3-ubyte{s}").exists() for s in ("", ".gz")):
-            pytest.skip(f"no shipped model and MNIST is not in {data_dir}; set MNIST_CANVAS_DATA_DIR")
+            pytest.skip(f"no shipped model and MNIST is not in {data_dir}; "
+                        "set MNIST_CANVAS_DATA_DIR")
         model_path = workdir / "model.safetensors"
     port = _free_port()
     env = {
@@ -97,7 +98,8 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             deadline = time.monotonic() + READY_TIMEOUT_S
             while True:
                 if proc.poll() is not None:
-                    pytest.fail(f"the server exited with {proc.returncode}:\n{log_path.read_text()[-4000:]}")
+                    pytest.fail(f"the server exited with {proc.returncode}:\n"
+                                f"{log_path.read_text()[-4000:]}")
                 try:
                     status, _ = _get(f"{base}/readyz")
                 except OSError:

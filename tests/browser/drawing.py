@@ -20,6 +20,10 @@ ZERO: list[Stroke] = [
 BAR: list[Stroke] = [[(0.22 + 0.56 * t, 0.16) for t in (i / 16 for i in range(17))]]
 
 
+def _touch(x: float, y: float) -> dict[str, float]:
+    return {"x": x, "y": y, "id": 1, "radiusX": 4, "radiusY": 4, "force": 1}
+
+
 def canvas_box(page: Any) -> dict[str, float]:
     box = page.locator("#canvas").bounding_box()
     assert box is not None, "the canvas is not visible"
@@ -51,14 +55,12 @@ def draw_touch(page: Any, strokes: list[Stroke], *, pause_ms: float = 0) -> None
     try:
         for stroke in strokes:
             x, y = to_page(box, *stroke[0])
-            cdp.send("Input.dispatchTouchEvent", {
-                "type": "touchStart", "touchPoints": [{"x": x, "y": y, "id": 1, "radiusX": 4, "radiusY": 4, "force": 1}],
-            })
+            cdp.send("Input.dispatchTouchEvent",
+                     {"type": "touchStart", "touchPoints": [_touch(x, y)]})
             for point in stroke[1:]:
                 x, y = to_page(box, *point)
-                cdp.send("Input.dispatchTouchEvent", {
-                    "type": "touchMove", "touchPoints": [{"x": x, "y": y, "id": 1, "radiusX": 4, "radiusY": 4, "force": 1}],
-                })
+                cdp.send("Input.dispatchTouchEvent",
+                         {"type": "touchMove", "touchPoints": [_touch(x, y)]})
                 if pause_ms:
                     page.wait_for_timeout(pause_ms)
             cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
@@ -77,7 +79,8 @@ def shown_digit(page: Any) -> int | None:
 
 
 def probabilities(page: Any) -> list[float]:
-    return [float(v) for v in page.locator(".prob-bar").evaluate_all("els => els.map(e => e.dataset.value)")]
+    values = page.locator(".prob-bar").evaluate_all("els => els.map(e => e.dataset.value)")
+    return [float(v) for v in values]
 
 
 def percent_texts(page: Any) -> list[str]:

@@ -54,7 +54,7 @@ def venv_tool(name: str) -> str:
 
 
 def run(args: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(args, capture_output=True, text=True, timeout=120, **kwargs)  # type: ignore[call-overload, no-any-return]
+    return subprocess.run(args, capture_output=True, text=True, timeout=120, **kwargs)  # type: ignore[call-overload]
 
 
 # --------------------------------------------------------------------------------------------
@@ -141,9 +141,12 @@ def volumes_of(stage: list[Instruction]) -> list[str]:
     return paths
 
 
-def copies_from_context(instructions: list[Instruction]) -> list[tuple[dict[str, str], list[str], str]]:
+Copy = tuple[dict[str, str], list[str], str]
+
+
+def copies_from_context(instructions: list[Instruction]) -> list[Copy]:
     """(flags, sources, destination) of every COPY that reads the build context."""
-    copies = []
+    copies: list[Copy] = []
     for ins in instructions:
         if ins.keyword not in ("COPY", "ADD"):
             continue
@@ -196,7 +199,7 @@ BROKEN_DOCKERFILES = {
     # name: (edit of the real Dockerfile, hadolint rule that must fire)
     "no_from": (lambda s: re.sub(r"(?m)^FROM .*$", "", s), "DL3061"),
     "shell_form_cmd": (
-        lambda s: re.sub(r"(?m)^CMD \[.*\]$", "CMD mnist-canvas serve --host 0.0.0.0 --port 8000", s),
+        lambda s: re.sub(r"(?m)^CMD \[.*\]$", "CMD mnist-canvas serve --port 8000", s),
         "DL3025",
     ),
     "runs_as_root": (lambda s: s.replace("USER 10001:10001", "USER root"), "DL3002"),
@@ -261,14 +264,12 @@ def _bad_depends_on_condition(data: dict) -> None:
 
 
 BROKEN_COMPOSE = {
-    f.__name__.lstrip("_"): f
-    for f in (
-        _ports_not_a_list,
-        _misspelt_healthcheck_key,
-        _unknown_service_key,
-        _gpu_without_capabilities,
-        _bad_depends_on_condition,
-    )
+    # name: (edit of the parsed compose.yaml, what the schema error must mention)
+    "ports_not_a_list": (_ports_not_a_list, "is not of type 'array'"),
+    "misspelt_healthcheck_key": (_misspelt_healthcheck_key, "start_perod"),
+    "unknown_service_key": (_unknown_service_key, "'replicas' was unexpected"),
+    "gpu_without_capabilities": (_gpu_without_capabilities, "'capabilities' is a required"),
+    "bad_depends_on_condition": (_bad_depends_on_condition, "service_finished"),
 }
 
 
@@ -282,12 +283,14 @@ def test_compose_check_passes_on_an_unbroken_rewrite(compose: dict, tmp_path: Pa
 
 @pytest.mark.parametrize("name", sorted(BROKEN_COMPOSE))
 def test_compose_check_fails_on_a_broken_file(name: str, compose: dict, tmp_path: Path) -> None:
+    edit, message = BROKEN_COMPOSE[name]
     data = json.loads(json.dumps(compose))  # deep copy
-    BROKEN_COMPOSE[name](data)
+    edit(data)
     path = tmp_path / "compose.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     result = check_compose(path)
     assert result.returncode != 0, f"{name} passed the schema check"
+    assert message in result.stdout + result.stderr
 
 
 # --------------------------------------------------------------------------------------------
@@ -315,8 +318,8 @@ def test_nginx_accepts_the_config(tmp_path: Path) -> None:
 
 
 BROKEN_NGINX = {
-    "missing_semicolon": lambda s: s.replace("client_max_body_size 10m;", "client_max_body_size 10m"),
-    "unknown_directive": lambda s: s.replace("proxy_pass $mnist_canvas;", "proxy_passs $mnist_canvas;", 1),
+    "missing_semicolon": lambda s: s.replace("body_size 10m;", "body_size 10m"),
+    "unknown_directive": lambda s: s.replace("proxy_pass $mnist", "proxy_passs $mnist", 1),
     "unbalanced_brace": lambda s: s.rstrip().removesuffix("}"),
 }
 
@@ -454,6 +457,7 @@ def dockerignored(path: str) -> bool:
         "data/mnist/train-images-idx3-ubyte.gz",
         "models/retrained-last-week.safetensors",
         ".env",
+        "mnist_canvas.egg-info/PKG-INFO",
     ],
 )
 def test_dockerignore_keeps_local_state_out_of_the_context(path: str) -> None:
@@ -496,6 +500,8 @@ def _readyz_probe(healthcheck: dict) -> list[str]:
 def test_web_is_checked_on_readyz_and_restarts(compose: dict) -> None:
     web = compose["services"]["web"]
     assert "http://127.0.0.1:8000/readyz" in " ".join(_readyz_probe(web["healthcheck"]))
+    # Compose refuses start_interval outright on engines older than Docker 25.
+    assert "start_interval" not in web["healthcheck"]
     assert web["restart"] == "unless-stopped"
     assert web["build"]["args"]["TORCH_INDEX_URL"] == CPU_INDEX
 
@@ -523,8 +529,9 @@ def test_app_services_share_the_named_volumes(compose: dict) -> None:
     for name in ("web", "web-gpu", "train"):
         service = services[name]
         assert {"models:/models", "data:/data"} <= set(service["volumes"]), name
-        assert service["environment"]["MNIST_CANVAS_MODEL_PATH"] == "/models/mnist-logreg.safetensors"
-        assert service["environment"]["MNIST_CANVAS_DATA_DIR"] == "/data"
+        env = service["environment"]
+        assert env["MNIST_CANVAS_MODEL_PATH"] == "/models/mnist-logreg.safetensors", name
+        assert env["MNIST_CANVAS_DATA_DIR"] == "/data", name
 
 
 def test_gpu_profile_reserves_an_nvidia_gpu(compose: dict) -> None:
@@ -534,7 +541,8 @@ def test_gpu_profile_reserves_an_nvidia_gpu(compose: dict) -> None:
     assert any(d["driver"] == "nvidia" and "gpu" in d["capabilities"] for d in devices)
     assert gpu["environment"]["MNIST_CANVAS_DEVICE"] == "cuda"
     assert "download.pytorch.org/whl/cu" in gpu["build"]["args"]["TORCH_INDEX_URL"]
-    assert gpu["image"] != compose["services"]["web"]["image"]  # a CUDA image never overwrites the CPU one
+    # A CUDA build never overwrites the CPU image's tag.
+    assert gpu["image"] != compose["services"]["web"]["image"]
     assert "/readyz" in " ".join(_readyz_probe(gpu["healthcheck"]))
 
 
@@ -545,7 +553,8 @@ def test_train_is_a_one_shot_that_writes_the_served_model(compose: dict) -> None
     assert train["restart"] == "no"
     command = train["command"]
     assert command[:2] == ["mnist-canvas", "train"]
-    assert command[command.index("--out") + 1] == services["web"]["environment"]["MNIST_CANVAS_MODEL_PATH"]
+    served = services["web"]["environment"]["MNIST_CANVAS_MODEL_PATH"]
+    assert command[command.index("--out") + 1] == served
     # Serving waits for a retrain when the train profile is on, and ignores it otherwise.
     for name in ("web", "web-gpu"):
         dep = services[name]["depends_on"]["train"]
