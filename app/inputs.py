@@ -40,7 +40,9 @@ def parse_json(body: bytes) -> Any:
     except RecursionError as exc:
         raise InputError("The JSON is nested too deeply.", 400, "bad_json") from exc
     except ValueError as exc:
-        raise InputError(f"The request body is not valid JSON: {exc}.", 400, "bad_json") from exc
+        reason = str(exc).split("; use sys.")[0]  # Python's advice is not for API callers
+        raise InputError(f"The request body is not valid JSON: {reason}.", 400,
+                         "bad_json") from exc
 
 
 def decode_base64_image(value: Any, max_chars: int) -> bytes:
@@ -115,7 +117,11 @@ def pixels_array(value: Any, where: str = "'pixels'") -> np.ndarray:
     if not all(_is_number(v) for v in flat):
         raise InputError(f"{where} must hold only numbers (no strings, booleans or nulls).",
                          code="bad_pixels")
-    array = np.asarray(flat, dtype=np.float64)
+    try:
+        array = np.asarray(flat, dtype=np.float64)
+    except OverflowError as exc:  # an integer too large for a float: 10**400
+        raise InputError(f"{where} values must be between 0 and 255 (found a number too large "
+                         "to represent).", code="out_of_range") from exc
     if not np.isfinite(array).all():
         raise InputError(f"{where} holds NaN or infinity; pixels are numbers from 0 to 255.",
                          code="bad_pixels")

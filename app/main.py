@@ -44,13 +44,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (health, predict, model_info, v2, metrics, pages):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    app.add_middleware(MetricsMiddleware, registry=app.state.registry)
     # FastAPI's body limit counts the bytes that arrive (chunked bodies, lying clients) but
     # answers a declared oversize Content-Length in plain text; this outermost layer answers
     # that case first, in JSON with a sentence.
+    # Metrics outermost, so that every answer is counted, those refusals included.
     build_stack = app.build_middleware_stack
-    app.build_middleware_stack = lambda: ContentLengthLimit(  # type: ignore[method-assign]
-        build_stack(), max_body_bytes=settings.max_body_bytes
+    registry = app.state.registry
+    app.build_middleware_stack = lambda: MetricsMiddleware(  # type: ignore[method-assign]
+        ContentLengthLimit(build_stack(), max_body_bytes=settings.max_body_bytes),
+        registry=registry,
     )
 
     def openapi() -> dict[str, Any]:

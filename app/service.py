@@ -88,7 +88,13 @@ class ModelService:
     def _train_or_wait(self) -> None:
         path = self.settings.model_path
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise CheckpointError(
+                    f"cannot create the model directory {path.parent}: {exc.strerror or exc}. "
+                    "Set MNIST_CANVAS_MODEL_PATH to a writable location."
+                ) from exc
             # One trainer per model path: the others block here, then load its file.
             with FileLock(str(path) + ".lock"):
                 fresh = path.exists() and (

@@ -164,6 +164,8 @@ def from_bytes(raw: bytes, source: str = "<bytes>") -> Checkpoint:
             f"{meta['model_version']}; the file was altered or corrupted."
         )
     gallery = tensors.get("gallery_images")
+    if gallery is not None:
+        check_gallery(gallery, tensors.get("gallery_true"), tensors.get("gallery_pred"), source)
     extra = {k: v for k, v in meta.items() if k not in REQUIRED_KEYS}
     return Checkpoint(
         weight=weight,
@@ -177,6 +179,21 @@ def from_bytes(raw: bytes, source: str = "<bytes>") -> Checkpoint:
         gallery_true=tensors.get("gallery_true") if gallery is not None else None,
         gallery_pred=tensors.get("gallery_pred") if gallery is not None else None,
     )
+
+
+def check_gallery(images: torch.Tensor, true: torch.Tensor | None, pred: torch.Tensor | None,
+                  source: str) -> None:
+    """The misclassified-digit gallery must be K uint8 images with K labels 0..9 that differ."""
+    k = images.shape[0] if images.ndim == 3 else -1
+    ok = (
+        true is not None and pred is not None and images.dtype == torch.uint8
+        and tuple(images.shape[1:]) == (28, 28)
+        and tuple(true.shape) == (k,) and tuple(pred.shape) == (k,)
+        and bool(((true >= 0) & (true <= 9) & (pred >= 0) & (pred <= 9) & (true != pred)).all())
+    )
+    if not ok:
+        raise CheckpointError(f"{source}: the gallery of misclassified digits is inconsistent; "
+                              "the file was altered or corrupted.")
 
 
 def load_checkpoint(path: Path | str) -> Checkpoint:

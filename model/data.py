@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.client
 import logging
 import os
 import urllib.error
 import urllib.request
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,7 +106,7 @@ def read_raw(path: Path) -> bytes:
     if data[:2] == b"\x1f\x8b":
         try:
             return gzip.decompress(data)
-        except (EOFError, gzip.BadGzipFile, OSError, ValueError) as exc:
+        except (EOFError, gzip.BadGzipFile, OSError, ValueError, zlib.error) as exc:
             raise MnistDataError(
                 f"{path}: the gzip stream is truncated or corrupt ({exc}); "
                 "delete it and download it again."
@@ -178,7 +180,8 @@ def download_file(
             logger.info("downloading %s", url)
             payload = _fetch(url, timeout)
             parse_idx_verified(payload, spec, url)
-        except (OSError, urllib.error.URLError, MnistDataError, ValueError) as exc:
+        except (OSError, urllib.error.URLError, http.client.HTTPException, EOFError, zlib.error,
+                MnistDataError, ValueError) as exc:
             logger.warning("mirror failed for %s: %s", url, exc)
             errors.append(f"{url}: {exc}")
             continue

@@ -105,12 +105,19 @@ def _flatten(data: Any, count: int) -> np.ndarray:
         raise V2Failure("'data' must be a list of numbers.")
     flat: list[Any] = data
     while flat and isinstance(flat[0], list):
-        flat = [v for row in flat if isinstance(row, list) for v in row]
+        if not all(isinstance(row, list) for row in flat):
+            raise V2Failure("'data' mixes lists and numbers at one level: send it flat, or "
+                            "nested evenly in the tensor's shape.")
+        flat = [v for row in flat for v in row]
     if len(flat) != count:
         raise V2Failure(f"'data' holds {len(flat)} numbers but the shape needs {count}.")
     if not all(type(v) is int or type(v) is float for v in flat):
         raise V2Failure("'data' must hold only numbers.")
-    array = np.asarray(flat, dtype=np.float64)
+    try:
+        array = np.asarray(flat, dtype=np.float64)
+    except OverflowError as exc:
+        raise V2Failure("FP32 pixels must be between 0 and 1 (MNIST form, light digit on "
+                        "dark).") from exc
     if not np.isfinite(array).all():
         raise V2Failure("'data' holds NaN or infinity; pixels are numbers from 0 to 1.")
     if array.min() < 0 or array.max() > 1:

@@ -1,0 +1,80 @@
+"""Canvas fidelity in CI: test digits drawn like on the page must read about as well as MNIST.
+
+A 300-digit sample of benchmarks/canvas.py (python -m benchmarks.canvas), every condition, through
+the real app (TestClient with its lifespan) and the shipped model: drawings go as data URLs to
+POST /api/predict/batch, a few also to POST /api/predict (the page's route), which must agree.
+A preprocessing change that makes any condition lose more than TOLERANCE points against the same
+digits' 28x28 accuracy fails here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from app.main import create_app
+from app.settings import Settings
+from benchmarks.canvas import CONDITIONS, CanvasReport, evaluate
+from model.data import Mnist
+
+SHIPPED_MODEL = Path(__file__).resolve().parents[2] / "models" / "mnist-logreg.safetensors"
+
+SAMPLE = 300
+TOLERANCE = 5.0  # points; the benchmark's goal is 2 on all 10,000 digits
+SINGLE_CHECK = 10  # per condition, also sent one by one to /api/predict
+
+#: Conditions known to fall short today, and why; each is expected to fail (not strictly, so
+#: a fix shows up as XPASS: then delete its entry). benchmarks/canvas.py reports the numbers.
+KNOWN_SHORTFALLS: dict[str, str] = {
+    "page-brush": "small drawings with the page's 21.5 px brush are 2-2.5x MNIST's stroke, and "
+    "model.preprocess thins bold strokes by blur-and-threshold, which loses the digit",
+    "thick": "model.preprocess thins bold strokes by blur-and-threshold (-20 points); without "
+    "that about -6 to -9 points remain (closed loops, a linear model)",
+}
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def client(data_dir: Path) -> Iterator[TestClient]:
+    settings = Settings(
+        model_path=SHIPPED_MODEL, data_dir=data_dir, download=False, train_on_start="never",
+        torch_threads=1, device="cpu", log_level="warning",
+    )
+    with TestClient(create_app(settings)) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def report(client: TestClient, mnist: Mnist) -> CanvasReport:
+    # Every 10,000 / SAMPLE-th test digit: all ten classes, the same sample every run.
+    pick = np.linspace(0, len(mnist.test_images) - 1, SAMPLE).round().astype(int)
+    return evaluate(client, mnist.test_images[pick], mnist.test_labels[pick], CONDITIONS,
+                    batch=100, jobs=1, single_check=SINGLE_CHECK, tolerance=TOLERANCE)
+
+
+def test_the_shipped_model_reads_the_sample_as_28x28_pixels(report: CanvasReport) -> None:
+    assert report.reference > 0.85, report.table()
+
+
+@pytest.mark.parametrize("name", [
+    pytest.param(c.name, marks=pytest.mark.xfail(reason=KNOWN_SHORTFALLS[c.name], strict=False))
+    if c.name in KNOWN_SHORTFALLS else c.name
+    for c in CONDITIONS
+])
+def test_each_condition_is_within_tolerance_of_28x28(report: CanvasReport, name: str) -> None:
+    result = next(r for r in report.conditions if r.name == name)
+    assert result.errors == 0, f"the API refused {result.errors} drawings\n{report.table()}"
+    assert result.delta_points >= -TOLERANCE, (
+        f"{name}: {100 * result.accuracy:.2f}% vs {100 * result.reference:.2f}% on the same "
+        f"digits as 28x28 pixels ({result.delta_points:+.2f} points)\n{report.table()}"
+    )
+
+
+def test_single_route_answers_like_the_batch_route(report: CanvasReport) -> None:
+    assert report.single_checked == SINGLE_CHECK * len(CONDITIONS)
+    assert report.single_consistent, report.table()
