@@ -16,12 +16,9 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
 import re
 import socket
 import struct
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -38,6 +35,7 @@ from PIL import Image, ImageDraw
 
 from app.main import create_app
 from app.settings import Settings
+from tests.live import LiveServer
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED_MODEL = REPO / "models" / "mnist-logreg.safetensors"
@@ -735,12 +733,6 @@ def test_metrics_count_a_body_refused_by_its_declared_length(
 # --------------------------------------------------------------------------- a live server
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _status(url: str) -> int:
     try:
         with urllib.request.urlopen(url, timeout=5) as response:
@@ -749,59 +741,29 @@ def _status(url: str) -> int:
         return int(err.code)
 
 
-@dataclass
-class Live:
-    port: int
-    log: Path
+class Live(LiveServer):
+    def path_url(self, path: str) -> str:
+        return f"{self.url}{path}"
 
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+    @property
+    def log_file(self) -> Path:
+        assert self.log_path is not None
+        return self.log_path
 
 
 @pytest.fixture(scope="module")
 def live(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    """uvicorn on a free port with the small limits, logging to a file."""
+    """The server on a free port with the small limits, logging to a file."""
     tmp = tmp_path_factory.mktemp("live")
-    port = _free_port()
-    env = {
-        **os.environ,
-        "MNIST_CANVAS_MODEL_PATH": str(model_path),
-        "MNIST_CANVAS_DATA_DIR": str(tmp / "no-data"),
-        "MNIST_CANVAS_DOWNLOAD": "false",
-        "MNIST_CANVAS_TRAIN_ON_START": "never",
-        "MNIST_CANVAS_DEVICE": "cpu",
-        "MNIST_CANVAS_MAX_BODY_BYTES": str(SMALL_BODY),
-        "MNIST_CANVAS_LOG_LEVEL": "info",
-    }
-    log = tmp / "server.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port",
-             str(port), "--log-level", "info"],
-            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )
+    server = Live(model_path=model_path, data_dir=tmp / "no-data", log_path=tmp / "server.log",
+                  MNIST_CANVAS_TRAIN_ON_START="never", MNIST_CANVAS_LOG_LEVEL="info",
+                  MNIST_CANVAS_MAX_BODY_BYTES=str(SMALL_BODY))
+    with server:
         try:
-            server = Live(port, log)
-            deadline = time.monotonic() + 60
-            while True:
-                if proc.poll() is not None:
-                    pytest.fail(f"server exited {proc.returncode}: {log.read_text()[-3000:]}")
-                try:
-                    if _status(server.url("/readyz")) == 200:
-                        break
-                except OSError:
-                    pass
-                if time.monotonic() > deadline:
-                    pytest.fail(f"server not ready in 60 s: {log.read_text()[-3000:]}")
-                time.sleep(0.2)
-            yield server
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
+            server.wait_ready(timeout=60)
+        except (RuntimeError, TimeoutError) as exc:
+            pytest.fail(str(exc)[-3000:])
+        yield server
 
 
 @dataclass
@@ -873,7 +835,7 @@ def _request_head(path: str, headers: dict[str, str]) -> bytes:
 
 
 def _log_size(server: Live) -> int:
-    return server.log.stat().st_size
+    return server.log_file.stat().st_size
 
 
 def _log_summary(log: str) -> str:
@@ -887,8 +849,8 @@ def _log_summary(log: str) -> str:
 
 def _assert_healthy(server: Live, since: int) -> None:
     """Ready, and no internal error or traceback logged since byte `since` of the server log."""
-    assert _status(server.url("/readyz")) == 200
-    log = server.log.read_bytes()[since:].decode(errors="replace")
+    assert _status(server.path_url("/readyz")) == 200
+    log = server.log_file.read_bytes()[since:].decode(errors="replace")
     assert "Traceback" not in log and "unexpected error" not in log, (
         f"the server logged an internal error:\n{_log_summary(log)}"
     )
@@ -928,7 +890,7 @@ def test_live_content_length_larger_than_body(live: Live) -> None:
         assert 400 <= response.status < 500, response.text
     time.sleep(0.3)
     _assert_healthy(live, since)
-    metrics = urllib.request.urlopen(live.url("/metrics"), timeout=5).read().decode()
+    metrics = urllib.request.urlopen(live.path_url("/metrics"), timeout=5).read().decode()
     assert 'status="500"' not in metrics, "a client disconnect was counted as a server error"
 
 

@@ -5,19 +5,14 @@ No browser download: Playwright drives /usr/bin/chromium (`apt-get install chrom
 
 from __future__ import annotations
 
-import json
 import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.live import LiveServer
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED_MODEL = REPO / "models" / "mnist-logreg.safetensors"
@@ -48,20 +43,6 @@ def _mnist_dir() -> Path:
     return Path(env) if env else REPO.parent / "shared" / "data" / "mnist"
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _get(url: str, timeout: float = 2.0) -> tuple[int, Any]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return response.status, json.loads(response.read() or b"null")
-    except urllib.error.HTTPError as err:
-        return err.code, None
-
-
 @pytest.fixture(scope="session")
 def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The real app on a free port, serving the shipped model or one trained at start."""
@@ -76,48 +57,15 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             pytest.skip(f"no shipped model and MNIST is not in {data_dir}; "
                         "set MNIST_CANVAS_DATA_DIR")
         model_path = workdir / "model.safetensors"
-    port = _free_port()
-    env = {
-        **os.environ,
-        "MNIST_CANVAS_MODEL_PATH": str(model_path),
-        "MNIST_CANVAS_DATA_DIR": str(data_dir),
-        "MNIST_CANVAS_DOWNLOAD": "false",
-        "MNIST_CANVAS_TRAIN_ON_START": "missing",
-        "MNIST_CANVAS_DEVICE": "cpu",
-        "MNIST_CANVAS_LOG_LEVEL": "warning",
-    }
-    log_path = workdir / "server.log"
-    base = f"http://127.0.0.1:{port}"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1",
-             "--port", str(port), "--log-level", "warning"],
-            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )
+    server = LiveServer(model_path=model_path, data_dir=data_dir,
+                        log_path=workdir / "server.log", MNIST_CANVAS_TRAIN_ON_START="missing",
+                        MNIST_CANVAS_LOG_LEVEL="warning")
+    with server:
         try:
-            deadline = time.monotonic() + READY_TIMEOUT_S
-            while True:
-                if proc.poll() is not None:
-                    pytest.fail(f"the server exited with {proc.returncode}:\n"
-                                f"{log_path.read_text()[-4000:]}")
-                try:
-                    status, _ = _get(f"{base}/readyz")
-                except OSError:
-                    status = 0
-                if status == 200:
-                    break
-                if time.monotonic() > deadline:
-                    pytest.fail(f"the server was not ready in {READY_TIMEOUT_S:.0f} s:\n"
-                                f"{log_path.read_text()[-4000:]}")
-                time.sleep(0.25)
-            yield base
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
+            server.wait_ready(timeout=READY_TIMEOUT_S)
+        except (RuntimeError, TimeoutError) as exc:
+            pytest.fail(str(exc)[-4000:])
+        yield server.url
 
 
 @pytest.fixture(scope="session")
