@@ -36,6 +36,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         port=args.port if args.port is not None else settings.port,
         workers=args.workers or settings.workers,
         log_level=settings.log_level,
+        access_log=settings.access_log,
         timeout_graceful_shutdown=10,
     )
     return 0

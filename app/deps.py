@@ -1,4 +1,8 @@
-"""Typed dependencies: route signatures read as plain parameters."""
+"""Typed dependencies: route signatures read as plain parameters.
+
+All `async def`: they only read app state, and a plain `def` dependency costs a threadpool hop
+(about 0.1 ms) on every request.
+"""
 
 from __future__ import annotations
 
@@ -12,22 +16,22 @@ from app.settings import Settings
 from model.inference import Predictor
 
 
-def get_service(request: Request) -> ModelService:
+async def get_service(request: Request) -> ModelService:
     service: ModelService = request.app.state.service
     return service
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_registry(request: Request) -> Registry:
+async def get_registry(request: Request) -> Registry:
     registry: Registry = request.app.state.registry
     return registry
 
 
-def get_predictor(service: Annotated[ModelService, Depends(get_service)]) -> Predictor:
+async def get_predictor(service: Annotated[ModelService, Depends(get_service)]) -> Predictor:
     if service.predictor is None:
         raise HTTPException(
             503, detail=service.error or "The model is still loading or training; retry shortly.",

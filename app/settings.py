@@ -29,6 +29,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="largest request body")
     max_batch: int = Field(1000, ge=1, description="most images in one batch request")
     max_image_pixels: int = Field(MAX_IMAGE_PIXELS, ge=1, description="largest decoded image")
+    access_log: bool = Field(False, description="log every request (uvicorn's access log)")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)

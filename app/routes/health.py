@@ -12,7 +12,7 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz", response_model=Health, summary="200 while the process lives")
-def healthz() -> JSONResponse:
+async def healthz() -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
 
@@ -22,6 +22,6 @@ def healthz() -> JSONResponse:
     responses={503: {"model": Readiness, "description": "the model is not ready yet"}},
     summary="200 with the model version once the model is ready, 503 before",
 )
-def readyz(service: ServiceDep) -> JSONResponse:
+async def readyz(service: ServiceDep) -> JSONResponse:
     status, body = service.readiness()
     return JSONResponse(body, status_code=status)

@@ -12,5 +12,5 @@ router = APIRouter(tags=["health"])
 
 @router.get("/metrics", response_class=PlainTextResponse,
             summary="Prometheus text: requests, latency, predictions per digit")
-def metrics(registry: RegistryDep) -> PlainTextResponse:
+async def metrics(registry: RegistryDep) -> PlainTextResponse:
     return PlainTextResponse(registry.render(), media_type="text/plain; version=0.0.4")

@@ -1,4 +1,7 @@
-"""The model card, its weight templates and the test digits it gets wrong."""
+"""The model card, its weight templates and the test digits it gets wrong.
+
+Each body is serialised once when the model loads (see app.service.build_views).
+"""
 
 from __future__ import annotations
 
@@ -14,23 +17,26 @@ router = APIRouter(prefix="/api/model", tags=["model"])
 NOT_READY: dict[int | str, dict[str, Any]] = {503: {"model": ErrorBody}}
 
 
-def _views(service: ServiceDep) -> tuple[bytes, bytes, bytes]:
-    assert service.views is not None
-    return service.views.card, service.views.weights, service.views.errors
+def json_bytes(body: bytes) -> Response:
+    return Response(body, media_type="application/json")
 
 
+# `predictor` is asked for so that these answer 503 until the model is ready.
 @router.get("", response_model=ModelCard, responses=NOT_READY, summary="The model card")
-def model_card(service: ServiceDep, predictor: PredictorDep) -> Response:
-    return Response(_views(service)[0], media_type="application/json")
+async def model_card(service: ServiceDep, predictor: PredictorDep) -> Response:
+    assert service.views is not None
+    return json_bytes(service.views.card)
 
 
 @router.get("/weights", response_model=Weights, responses=NOT_READY,
             summary="The ten 28x28 weight templates")
-def model_weights(service: ServiceDep, predictor: PredictorDep) -> Response:
-    return Response(_views(service)[1], media_type="application/json")
+async def model_weights(service: ServiceDep, predictor: PredictorDep) -> Response:
+    assert service.views is not None
+    return json_bytes(service.views.weights)
 
 
 @router.get("/errors", response_model=Gallery, responses=NOT_READY,
             summary="Test digits the model gets wrong")
-def model_errors(service: ServiceDep, predictor: PredictorDep) -> Response:
-    return Response(_views(service)[2], media_type="application/json")
+async def model_errors(service: ServiceDep, predictor: PredictorDep) -> Response:
+    assert service.views is not None
+    return json_bytes(service.views.errors)

@@ -59,24 +59,24 @@ def _predictor(service: ServiceDep, name: str) -> Predictor:
 
 
 @router.get("", response_model=V2ServerMetadata, summary="Server metadata")
-def server_metadata() -> dict[str, Any]:
+async def server_metadata() -> dict[str, Any]:
     return {"name": "mnist-canvas", "version": _server_version(), "extensions": []}
 
 
 @router.get("/health/live", response_model=V2Live, summary="Server liveness")
-def live() -> dict[str, bool]:
+async def live() -> dict[str, bool]:
     return {"live": True}
 
 
 @router.get("/health/ready", response_model=V2Ready, responses={503: {"model": V2Ready}},
             summary="Server readiness")
-def ready(service: ServiceDep) -> JSONResponse:
+async def ready(service: ServiceDep) -> JSONResponse:
     return JSONResponse({"ready": service.ready}, status_code=200 if service.ready else 503)
 
 
 @router.get("/models/{name}", response_model=V2ModelMetadata, responses=ERRORS,
             summary="Model metadata")
-def model_metadata(name: str, service: ServiceDep) -> dict[str, Any]:
+async def model_metadata(name: str, service: ServiceDep) -> dict[str, Any]:
     predictor = _predictor(service, name)
     return {
         "name": MODEL_NAME,
@@ -92,7 +92,7 @@ def model_metadata(name: str, service: ServiceDep) -> dict[str, Any]:
 
 @router.get("/models/{name}/ready", response_model=V2ModelReady, responses=ERRORS,
             summary="Model readiness")
-def model_ready(name: str, service: ServiceDep) -> JSONResponse:
+async def model_ready(name: str, service: ServiceDep) -> JSONResponse:
     if name != MODEL_NAME:
         raise V2Failure(f"Unknown model {name!r}; this server serves {MODEL_NAME!r}.", 404)
     return JSONResponse({"name": MODEL_NAME, "ready": service.ready},

@@ -27,13 +27,12 @@ SAMPLE = 300
 TOLERANCE = 5.0  # points; the benchmark's goal is 2 on all 10,000 digits
 SINGLE_CHECK = 10  # per condition, also sent one by one to /api/predict
 
-#: Conditions known to fall short today, and why; each is expected to fail (not strictly, so
-#: a fix shows up as XPASS: then delete its entry). benchmarks/canvas.py reports the numbers.
-KNOWN_SHORTFALLS: dict[str, str] = {
-    "page-brush": "small drawings with the page's 21.5 px brush are 2-2.5x MNIST's stroke, and "
-    "model.preprocess thins bold strokes by blur-and-threshold, which loses the digit",
-    "thick": "model.preprocess thins bold strokes by blur-and-threshold (-20 points); without "
-    "that about -6 to -9 points remain (closed loops, a linear model)",
+#: Wider bounds, and why. The benchmark reports these conditions against the 2-point goal;
+#: here they still fail CI if they get worse than today.
+WIDER_TOLERANCE: dict[str, float] = {
+    # A marker twice MNIST's stroke width closes loops that no preprocessing can reopen
+    # (-7.4 points on 1,000 digits); lightening bold ink is what recovers the rest.
+    "thick": 11.0,
 }
 
 pytestmark = pytest.mark.slow
@@ -61,15 +60,11 @@ def test_the_shipped_model_reads_the_sample_as_28x28_pixels(report: CanvasReport
     assert report.reference > 0.85, report.table()
 
 
-@pytest.mark.parametrize("name", [
-    pytest.param(c.name, marks=pytest.mark.xfail(reason=KNOWN_SHORTFALLS[c.name], strict=False))
-    if c.name in KNOWN_SHORTFALLS else c.name
-    for c in CONDITIONS
-])
+@pytest.mark.parametrize("name", [c.name for c in CONDITIONS])
 def test_each_condition_is_within_tolerance_of_28x28(report: CanvasReport, name: str) -> None:
     result = next(r for r in report.conditions if r.name == name)
     assert result.errors == 0, f"the API refused {result.errors} drawings\n{report.table()}"
-    assert result.delta_points >= -TOLERANCE, (
+    assert result.delta_points >= -WIDER_TOLERANCE.get(name, TOLERANCE), (
         f"{name}: {100 * result.accuracy:.2f}% vs {100 * result.reference:.2f}% on the same "
         f"digits as 28x28 pixels ({result.delta_points:+.2f} points)\n{report.table()}"
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import io
 import threading
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from benchmarks.canvas import (
     CANVAS,
     CONDITIONS,
     HEIGHT_RANGE,
+    Condition,
     draw_indexed,
     render_ink,
     thin,
@@ -60,7 +62,9 @@ def _parse(raw: bytes) -> tuple[int, int, bool]:
         reader.feed_eof()
         return await read_response(reader)
 
-    return asyncio.run(go())
+    # In a thread of its own: a session-wide Playwright browser keeps a loop running here.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, go()).result()
 
 
 def test_read_response_handles_length_chunked_and_close() -> None:
@@ -100,7 +104,7 @@ def _digit() -> np.ndarray:
 
 
 @pytest.mark.parametrize("condition", CONDITIONS, ids=lambda c: c.name)
-def test_drawings_are_decodable_canvases_of_the_promised_kind(condition) -> None:  # type: ignore[no-untyped-def]
+def test_drawings_are_decodable_canvases_of_the_promised_kind(condition: Condition) -> None:
     drawing = draw_indexed(_digit(), 7, condition)
     image = Image.open(io.BytesIO(drawing.data))
     assert image.size == (CANVAS, CANVAS)
