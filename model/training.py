@@ -144,9 +144,10 @@ def to_inputs(
     One float copy, normalised in place: (x / 255 - mean) / std = x * a - b.
     """
     pixels = apply_transforms(images, tuple(transforms)) if transforms else images
-    x = torch.from_numpy(np.ascontiguousarray(pixels)).reshape(len(pixels), -1)
-    x = x.to(device=device, dtype=torch.float32)
-    return x.mul_(1.0 / (255.0 * std)).sub_(mean / std)
+    # A fresh float32 array (never the caller's), so normalising in place is safe.
+    x = torch.from_numpy(np.array(pixels, dtype=np.float32, copy=True)).reshape(len(pixels), -1)
+    x.mul_(1.0 / (255.0 * std)).sub_(mean / std)
+    return x.to(device)
 
 
 class Progress:
