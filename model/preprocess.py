@@ -244,14 +244,21 @@ def image_to_ink(img: Image.Image) -> np.ndarray:
     """
     if img.width <= 0 or img.height <= 0:
         raise PreprocessError("undecodable_image", "The image has no pixels: send a drawing.")
+    if img.mode in ("RGBA", "LA"):
+        # What a canvas exports: read alpha first, and skip luminance when alpha decides.
+        first = np.asarray(img.getchannel("A"), dtype=np.float32)
+        if float(np.median(_border(first))) < 128.0:
+            return _stretch(first, dark_on_light=False)
     lum, alpha = _channels(img)
-    if alpha is not None and float(np.median(_border(alpha))) < 128.0:
-        signal, dark_on_light = alpha, False
-    else:
-        if alpha is not None:
-            lum = 255.0 - (255.0 - lum) * (alpha * (1.0 / 255.0))
-        signal = lum
-        dark_on_light = float(np.median(_border(lum))) >= 128.0
+    if alpha is not None:
+        if float(np.median(_border(alpha))) < 128.0:
+            return _stretch(alpha, dark_on_light=False)
+        lum = 255.0 - (255.0 - lum) * (alpha * (1.0 / 255.0))
+    return _stretch(lum, dark_on_light=float(np.median(_border(lum))) >= 128.0)
+
+
+def _stretch(signal: np.ndarray, *, dark_on_light: bool) -> np.ndarray:
+    """Ink from a signal: background (the border's median) to 0, the ink's peak to 255."""
     background = float(np.median(_border(signal)))
     ink = (background - signal) if dark_on_light else (signal - background)
     np.maximum(ink, 0.0, out=ink)
