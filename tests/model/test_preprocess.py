@@ -22,7 +22,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from model import preprocess as pp
-from model.data import Mnist, load_mnist
+from model.data import Mnist
 from model.preprocess import PreprocessError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -30,20 +30,10 @@ CANVAS = 280
 N_DIGITS = 50
 
 
-def mnist_dir() -> Path:
-    env = os.environ.get("MNIST_CANVAS_DATA_DIR")
-    return Path(env) if env else REPO.parent / "shared" / "data" / "mnist"
-
-
 @pytest.fixture(scope="module")
-def digits() -> Mnist:
-    directory = mnist_dir()
-    if not any(
-        (directory / name).exists()
-        for name in ("t10k-images-idx3-ubyte.gz", "t10k-images-idx3-ubyte")
-    ):
-        pytest.skip(f"MNIST is not in {directory}; set MNIST_CANVAS_DATA_DIR to its folder")
-    return load_mnist(directory, download=False)
+def digits(mnist: Mnist) -> Mnist:
+    """The real MNIST, from the data-directory setting (tests/conftest.py)."""
+    return mnist
 
 
 # --------------------------------------------------------------------------- helpers
