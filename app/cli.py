@@ -45,7 +45,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def check_model(settings: Settings) -> None:
     """Fail before starting workers when the model cannot be served: one clear line, exit 2."""
     from model.checkpoint import CheckpointError, load_checkpoint
+    from model.device import resolve_device
 
+    resolve_device(settings.device)  # a ValueError: one line, exit 2
     path = settings.model_path
     if settings.train_on_start == "always":
         return

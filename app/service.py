@@ -19,7 +19,7 @@ from filelock import FileLock
 
 from app.settings import Settings
 from model.checkpoint import CheckpointError
-from model.device import set_threads
+from model.device import resolve_device, set_threads
 from model.inference import Predictor
 
 logger = logging.getLogger(__name__)
@@ -59,6 +59,10 @@ class ModelService:
     def start(self) -> None:
         """Load the model now, or start training it in the background. Raises StartupError."""
         set_threads(self.settings.torch_threads)
+        try:
+            resolve_device(self.settings.device)
+        except ValueError as exc:
+            raise StartupError(f"{exc} (MNIST_CANVAS_DEVICE).") from exc
         path = self.settings.model_path
         mode = self.settings.train_on_start
         if mode != "always" and path.exists():

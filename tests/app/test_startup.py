@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from fastapi.testclient import TestClient
 
 from app.main import create_app
@@ -38,6 +39,17 @@ def test_readyz_is_503_while_training_and_200_after(tmp_path: Path, data_dir: Pa
 def test_missing_model_with_training_off_stops_startup(tmp_path: Path, data_dir: Path) -> None:
     app = create_app(make_settings(tmp_path / "none.safetensors", data_dir))
     with pytest.raises(StartupError, match="TRAIN_ON_START=never"), TestClient(app):
+        pass
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_unavailable_device_stops_startup_with_a_clear_message(tmp_path: Path,
+                                                               data_dir: Path) -> None:
+    from tests.conftest import SHIPPED_MODEL
+
+    app = create_app(make_settings(SHIPPED_MODEL, data_dir, device="cuda"))
+    with pytest.raises(StartupError, match="CUDA is not available.*MNIST_CANVAS_DEVICE"), \
+            TestClient(app):
         pass
 
 
