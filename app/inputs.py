@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import math
 import re
 from typing import Any
 
@@ -145,7 +144,3 @@ def check_preprocess_flag(value: Any) -> bool:
     if not isinstance(value, bool):
         raise InputError("'preprocess' must be true or false.", code="bad_flag")
     return value
-
-
-def finite(value: float) -> float:
-    return value if math.isfinite(value) else 0.0

@@ -41,12 +41,6 @@ class BatchJSON(BaseModel):
     preprocess: bool = False
 
 
-class BatchItemError(BaseModel):
-    error: str
-    code: str
-    status: int
-
-
 class BatchPrediction(BaseModel):
     digit: int | None = None
     confidence: float | None = None

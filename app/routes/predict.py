@@ -21,7 +21,7 @@ from app.inputs import (
     parse_json,
     pixels_to_digit,
 )
-from app.schemas import BatchJSON, BatchResponse, ErrorBody, Prediction, PredictJSON
+from app.schemas import BatchResponse, ErrorBody, Prediction
 from model.inference import Predictor
 
 router = APIRouter(prefix="/api", tags=["predict"])
@@ -219,7 +219,3 @@ async def predict_batch(
         "model_version": predictor.version,
         "elapsed_ms": round((time.perf_counter() - started) * 1000, 3),
     })
-
-
-# Referenced from openapi_extra; registered so they appear under components.
-OPENAPI_MODELS = (PredictJSON, BatchJSON)

@@ -19,7 +19,6 @@ from app.deps import RegistryDep, ServiceDep, SettingsDep
 from app.inputs import InputError, parse_json
 from app.schemas import (
     V2Error,
-    V2InferRequest,
     V2InferResponse,
     V2Live,
     V2ModelMetadata,
@@ -195,6 +194,3 @@ async def infer(name: str, request: Request, service: ServiceDep, settings: Sett
     body, digits = await run_in_threadpool(infer_sync, predictor, payload, settings.max_batch)
     registry.count_digits(digits)
     return Response(json.dumps(body, separators=(",", ":")), media_type="application/json")
-
-
-OPENAPI_MODELS = (V2InferRequest,)
