@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from model.cli import add_commands, run
-
-if TYPE_CHECKING:
-    from app.settings import Settings
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -26,10 +23,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     for key, value in overrides.items():
         if value is not None:
             os.environ[key] = str(value)
+    from app.service import StartupError, preflight
     from app.settings import Settings
 
     settings = Settings()
-    check_model(settings)
+    try:
+        preflight(settings)  # before any worker starts: one clear line instead of tracebacks
+    except StartupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     uvicorn.run(
         "app.main:app",
         host=args.host or settings.host,
@@ -40,30 +42,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=10,
     )
     return 0
-
-
-def check_model(settings: Settings) -> None:
-    """Fail before starting workers when the model cannot be served: one clear line, exit 2."""
-    from model.checkpoint import CheckpointError, load_checkpoint
-    from model.device import resolve_device
-
-    resolve_device(settings.device)  # a ValueError: one line, exit 2
-    path = settings.model_path
-    if settings.train_on_start == "always":
-        return
-    if path.exists():
-        try:
-            load_checkpoint(path)
-        except CheckpointError as exc:
-            raise CheckpointError(
-                f"The model file is unusable: {exc} Delete it or set "
-                "MNIST_CANVAS_TRAIN_ON_START=always to train a new one."
-            ) from exc
-    elif settings.train_on_start == "never":
-        raise CheckpointError(
-            f"No model at {path} and MNIST_CANVAS_TRAIN_ON_START=never. Train one with "
-            "`mnist-canvas train --out PATH` or allow training on start."
-        )
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,7 +18,7 @@ from typing import Any
 from filelock import FileLock
 
 from app.settings import Settings
-from model.checkpoint import CheckpointError
+from model.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from model.device import resolve_device, set_threads
 from model.inference import Predictor
 
@@ -59,26 +59,10 @@ class ModelService:
     def start(self) -> None:
         """Load the model now, or start training it in the background. Raises StartupError."""
         set_threads(self.settings.torch_threads)
-        try:
-            resolve_device(self.settings.device)
-        except ValueError as exc:
-            raise StartupError(f"{exc} (MNIST_CANVAS_DEVICE).") from exc
-        path = self.settings.model_path
-        mode = self.settings.train_on_start
-        if mode != "always" and path.exists():
-            try:
-                self._use(Predictor.from_path(path, device=self.settings.device))
-                return
-            except CheckpointError as exc:
-                raise StartupError(
-                    f"The model file is unusable: {exc} Delete it or set "
-                    "MNIST_CANVAS_TRAIN_ON_START=always to train a new one."
-                ) from exc
-        if mode == "never":
-            raise StartupError(
-                f"No model at {path} and MNIST_CANVAS_TRAIN_ON_START=never. Train one with "
-                "`mnist-canvas train --out PATH` or allow training on start."
-            )
+        checkpoint = preflight(self.settings)
+        if checkpoint is not None:
+            self._use(Predictor(checkpoint, device=self.settings.device))
+            return
         self.status = "training"
         self._thread = threading.Thread(target=self._train_or_wait, name="train", daemon=True)
         self._thread.start()
@@ -152,6 +136,33 @@ class ModelService:
         body: dict[str, Any] = {"status": self.status}
         body["detail"] = self.error or f"The model is {self.status}; try again shortly."
         return 503, body
+
+
+def preflight(settings: Settings) -> Checkpoint | None:
+    """What startup needs, checked: the device, and the model file unless it will be trained.
+
+    Returns the verified checkpoint to serve, or None when training comes first; anything that
+    cannot serve is a StartupError with one sentence.
+    """
+    try:
+        resolve_device(settings.device)
+    except ValueError as exc:
+        raise StartupError(f"{exc} (MNIST_CANVAS_DEVICE).") from exc
+    path = settings.model_path
+    if settings.train_on_start != "always" and path.exists():
+        try:
+            return load_checkpoint(path)
+        except CheckpointError as exc:
+            raise StartupError(
+                f"The model file is unusable: {exc} Delete it or set "
+                "MNIST_CANVAS_TRAIN_ON_START=always to train a new one."
+            ) from exc
+    if settings.train_on_start == "never":
+        raise StartupError(
+            f"No model at {path} and MNIST_CANVAS_TRAIN_ON_START=never. Train one with "
+            "`mnist-canvas train --out PATH` or allow training on start."
+        )
+    return None
 
 
 class _LogWriter:

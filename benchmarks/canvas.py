@@ -633,7 +633,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from benchmarks.common import SHIPPED_MODEL, limit_threads, write_json
+    from benchmarks.common import SHIPPED_MODEL, finish, limit_threads
 
     args = build_parser().parse_args(argv)
     limit_threads()
@@ -641,10 +641,7 @@ def main(argv: list[str] | None = None) -> int:
         args.limit = 500 if args.quick else 10_000
     if args.model is None:
         args.model = str(SHIPPED_MODEL)
-    result = run(args)
-    if args.json:
-        write_json(args.json, result)
-    return 0 if result["ok"] else 1
+    return finish(args, run(args))
 
 
 if __name__ == "__main__":

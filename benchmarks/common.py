@@ -98,6 +98,13 @@ def machine_info() -> dict[str, Any]:
     }
 
 
+def finish(args: Any, result: dict[str, Any]) -> int:
+    """A benchmark CLI's end: write --json if asked; exit 0 when every goal was met."""
+    if args.json:
+        write_json(args.json, result)
+    return 0 if result["ok"] else 1
+
+
 def write_json(path: str | Path, payload: dict[str, Any]) -> None:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -51,13 +51,13 @@ from benchmarks.common import (
     bench_env,
     build_request,
     data_dir,
+    finish,
     json_request,
     limit_threads,
     machine_info,
     multipart_request,
     run_load,
     sequential_latency,
-    write_json,
 )
 
 KINDS = ("png", "dataurl", "pixels")
@@ -320,10 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     args.warmup = args.warmup if args.warmup is not None else (0.5 if args.quick else 1.0)
     args.preprocess_images = args.preprocess_images or (100 if args.quick else 300)
     args.startup_repeats = args.startup_repeats or (2 if args.quick else 3)
-    result = run(args)
-    if args.json:
-        write_json(args.json, result)
-    return 0 if result["ok"] else 1
+    return finish(args, run(args))
 
 
 if __name__ == "__main__":

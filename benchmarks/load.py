@@ -40,13 +40,13 @@ from benchmarks.common import (
     bench_env,
     build_request,
     data_dir,
+    finish,
     json_request,
     limit_threads,
     machine_info,
     multipart_request,
     rss_bytes,
     run_load,
-    write_json,
 )
 
 KINDS = ("pixels", "dataurl", "png", "batch8", "healthz", "model")
@@ -215,10 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     args.warmup = args.warmup if args.warmup is not None else (500 if args.quick else 2_000)
     if not 0 < args.warmup < args.requests:
         raise SystemExit("--warmup must be between 0 and --requests")
-    result = run(args)
-    if args.json:
-        write_json(args.json, result)
-    return 0 if result["ok"] else 1
+    return finish(args, run(args))
 
 
 if __name__ == "__main__":

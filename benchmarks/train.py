@@ -49,7 +49,7 @@ if __package__ in (None, ""):  # run as a file: import from the repository root,
 import numpy as np
 import torch
 
-from benchmarks.common import data_dir, machine_info, write_json
+from benchmarks.common import data_dir, finish, machine_info
 from model.data import Mnist, load_mnist, pixel_stats
 from model.training import TrainConfig, to_inputs, train
 
@@ -230,10 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.repeats = args.repeats or (1 if args.quick else 3)
-    result = run(args)
-    if args.json:
-        write_json(args.json, result)
-    return 0 if result["ok"] else 1
+    return finish(args, run(args))
 
 
 if __name__ == "__main__":

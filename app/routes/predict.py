@@ -75,8 +75,6 @@ async def read_single(request: Request, max_pixels: int, max_chars: int) -> tupl
     if ctype == "multipart/form-data":
         try:
             form = await request.form(max_files=1, max_fields=10)
-        except InputError:
-            raise
         except Exception as exc:  # the multipart parser's many error types
             if getattr(exc, "status_code", 400) == 413:
                 raise

@@ -195,6 +195,14 @@ def _assert_serves(server: Server) -> None:
 # --------------------------------------------------------------------------- (a) killed training
 
 
+def _kill_mid_training(proc: Proc, model_path: Path) -> None:
+    """kill -9 a process that is training into `model_path`; nothing half-written may remain."""
+    proc.kill9()
+    assert "saved " not in proc.output, "training finished before the kill; nothing was tested"
+    assert not model_path.exists(), "a killed training run left a model file"
+    assert _leftovers(model_path) == [], "a killed training run left temporary files"
+
+
 @pytest.mark.slow
 def test_killed_cli_training_leaves_no_model_and_the_next_start_trains(
     data_dir: Path, tmp_path: Path, servers: list[Proc]
@@ -205,10 +213,7 @@ def test_killed_cli_training_leaves_no_model_and_the_next_start_trains(
                    _env(model_path, data_dir, "never"))
     servers.append(trainer)
     assert trainer.wait_for(EPOCH_LINE, TRAIN_TIMEOUT_S), f"no epoch finished:\n{trainer.tail()}"
-    trainer.kill9()
-    assert "saved" not in trainer.output, "training finished before the kill; nothing was tested"
-    assert not model_path.exists(), "a killed training run left a model file"
-    assert _leftovers(model_path) == [], "a killed training run left temporary files"
+    _kill_mid_training(trainer, model_path)
 
     server = Server(model_path, data_dir, "missing")
     servers.append(server)
@@ -228,10 +233,7 @@ def test_killed_server_training_leaves_no_model_and_a_restart_recovers(
     servers.append(first)
     first.poll_ready(lambda s, b: s == 503 and b.get("status") == "training", START_TIMEOUT_S)
     assert first.wait_for(EPOCH_LINE, TRAIN_TIMEOUT_S), f"no epoch finished:\n{first.tail()}"
-    first.kill9()
-    assert "saved " not in first.output, "training finished before the kill; nothing was tested"
-    assert not model_path.exists(), "a killed training run left a model file"
-    assert _leftovers(model_path) == [], "a killed training run left temporary files"
+    _kill_mid_training(first, model_path)
 
     # The .lock file of the killed trainer may still be there: it must not block the next one.
     second = Server(model_path, data_dir, "missing")
