@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -12,15 +11,15 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from starlette.datastructures import UploadFile
 
-from app.deps import PredictorDep, RegistryDep, SettingsDep
+from app.deps import ServingDep
 from app.inputs import (
     InputError,
     check_preprocess_flag,
     decode_base64_image,
     image_from_bytes,
-    parse_json,
     pixels_to_digit,
 )
+from app.jsonio import json_response, parse_json
 from app.schemas import BatchResponse, ErrorBody, Prediction
 from model.inference import Predictor
 
@@ -49,18 +48,14 @@ JSON_TYPES = ("application/json",)
 INLINE_IMAGE_BYTES = 64 * 1024  # a 280x280 canvas PNG is 2 to 10 KB
 
 
-def json_response(body: dict[str, Any]) -> Response:
-    return Response(json.dumps(body, separators=(",", ":")), media_type="application/json")
-
-
 def answer(predictor: Predictor, seen: np.ndarray, probs: np.ndarray) -> dict[str, Any]:
     """One prediction as the API shows it, from the model's input and its probabilities."""
     digit = int(probs.argmax())
     return {
         "digit": digit,
         "confidence": round(float(probs[digit]), 6),
-        "probabilities": [round(float(p), 6) for p in probs],
-        "preview": seen.tolist(),
+        "probabilities": np.round(probs.astype(np.float64), 6).tolist(),
+        "preview": seen,  # (28, 28) uint8, written as nested lists
     }
 
 
@@ -116,9 +111,10 @@ async def read_single(request: Request, max_pixels: int, max_chars: int) -> tupl
     "28x28 image the model saw.",
 )
 async def predict(
-    request: Request, predictor: PredictorDep, settings: SettingsDep, registry: RegistryDep
+    request: Request, serving: ServingDep
 ) -> Response:
     started = time.perf_counter()
+    predictor, settings, registry = serving.predictor(), serving.settings, serving.registry
     kind, value = await read_single(request, settings.max_image_pixels, settings.max_body_bytes)
     if kind == "image" and len(value) > INLINE_IMAGE_BYTES:
         # Decoding a big image can take a while: keep it off the event loop.
@@ -199,9 +195,10 @@ def predict_batch_sync(predictor: Predictor, payload: Any, max_batch: int, max_p
     "fails is reported in its place with its error while the rest are answered.",
 )
 async def predict_batch(
-    request: Request, predictor: PredictorDep, settings: SettingsDep, registry: RegistryDep
+    request: Request, serving: ServingDep
 ) -> Response:
     started = time.perf_counter()
+    predictor, settings, registry = serving.predictor(), serving.settings, serving.registry
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype not in JSON_TYPES and not ctype.endswith("+json"):
         raise InputError(f"Unsupported Content-Type {ctype or '(none)'!r}: send application/json.",

@@ -6,7 +6,6 @@ on dark). Outputs: `probabilities` FP32 [N, 10] and `digit` INT64 [N]. Errors: 4
 
 from __future__ import annotations
 
-import json
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -15,8 +14,9 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
-from app.deps import RegistryDep, ServiceDep, SettingsDep
-from app.inputs import InputError, parse_json
+from app.deps import ServiceDep, ServingDep
+from app.inputs import InputError
+from app.jsonio import json_response, parse_json
 from app.schemas import (
     V2Error,
     V2InferResponse,
@@ -184,13 +184,13 @@ def infer_sync(predictor: Predictor, payload: Any, max_batch: int) -> tuple[dict
         "schema": {"$ref": "#/components/schemas/V2InferRequest"}}}}},
     summary="Inference",
 )
-async def infer(name: str, request: Request, service: ServiceDep, settings: SettingsDep,
-                registry: RegistryDep) -> Response:
-    predictor = _predictor(service, name)
+async def infer(name: str, request: Request, serving: ServingDep) -> Response:
+    predictor = _predictor(serving.service, name)
     try:
         payload = parse_json(await request.body())
     except InputError as exc:
         raise V2Failure(str(exc)) from exc
-    body, digits = await run_in_threadpool(infer_sync, predictor, payload, settings.max_batch)
-    registry.count_digits(digits)
-    return Response(json.dumps(body, separators=(",", ":")), media_type="application/json")
+    max_batch = serving.settings.max_batch
+    body, digits = await run_in_threadpool(infer_sync, predictor, payload, max_batch)
+    serving.registry.count_digits(digits)
+    return json_response(body)
