@@ -24,16 +24,10 @@ from model.data import Mnist
 SHIPPED_MODEL = Path(__file__).resolve().parents[2] / "models" / "mnist-logreg.safetensors"
 
 SAMPLE = 300
-TOLERANCE = 5.0  # points; the benchmark's goal is 2 on all 10,000 digits
+#: Points; the benchmark's goal is 2 on all 10,000 digits. On this sample the conditions lose
+#: 0 to 2.3 points; the thick marker loses 1.3 (4.7 before bold strokes were eroded).
+TOLERANCE = 4.0
 SINGLE_CHECK = 10  # per condition, also sent one by one to /api/predict
-
-#: Wider bounds, and why. The benchmark reports these conditions against the 2-point goal;
-#: here they still fail CI if they get worse than today.
-WIDER_TOLERANCE: dict[str, float] = {
-    # A marker twice MNIST's stroke width closes loops that no preprocessing can reopen
-    # (-7.4 points on 1,000 digits); lightening bold ink is what recovers the rest.
-    "thick": 11.0,
-}
 
 pytestmark = pytest.mark.slow
 
@@ -64,7 +58,7 @@ def test_the_shipped_model_reads_the_sample_as_28x28_pixels(report: CanvasReport
 def test_each_condition_is_within_tolerance_of_28x28(report: CanvasReport, name: str) -> None:
     result = next(r for r in report.conditions if r.name == name)
     assert result.errors == 0, f"the API refused {result.errors} drawings\n{report.table()}"
-    assert result.delta_points >= -WIDER_TOLERANCE.get(name, TOLERANCE), (
+    assert result.delta_points >= -TOLERANCE, (
         f"{name}: {100 * result.accuracy:.2f}% vs {100 * result.reference:.2f}% on the same "
         f"digits as 28x28 pixels ({result.delta_points:+.2f} points)\n{report.table()}"
     )

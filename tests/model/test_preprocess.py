@@ -269,6 +269,65 @@ def test_one_brush_gives_mnist_like_strokes_for_small_and_large_drawings(kind: s
         assert width == pytest.approx(pp.MNIST_STROKE_WIDTH, rel=0.35)
 
 
+def naive_erode(img: np.ndarray, radius: float) -> np.ndarray:
+    """The definition: the minimum over every offset within `radius`, zero outside."""
+    size = int(np.floor(radius))
+    padded = np.pad(img.astype(np.float32), size)
+    out = img.astype(np.float32).copy()
+    for dy in range(-size, size + 1):
+        for dx in range(-size, size + 1):
+            if dy * dy + dx * dx <= radius * radius:
+                window = padded[size + dy : size + dy + img.shape[0],
+                                size + dx : size + dx + img.shape[1]]
+                out = np.minimum(out, window)
+    return out
+
+
+@pytest.mark.parametrize("radius", [0.4, 1.0, 1.5, 2.0, 2.9, 4.2, 7.0])
+def test_erode_is_the_minimum_over_a_disk(radius: float) -> None:
+    rng = np.random.default_rng(int(radius * 10))
+    img = rng.uniform(0, 255, size=(31, 45)).astype(np.float32)
+    assert np.array_equal(pp.erode(img, radius), naive_erode(img, radius))
+
+
+def test_erode_shrinks_a_bar_by_its_radius_on_each_side() -> None:
+    bar = np.zeros((40, 40), dtype=np.float32)
+    bar[10:30, 12:28] = 255.0  # 16 px wide
+    out = pp.erode(bar, 3.0)
+    cols = np.flatnonzero(out.max(axis=0) > 0)
+    assert (cols[0], cols[-1]) == (15, 24)  # 10 px wide
+
+
+@pytest.mark.parametrize("kind", ["0", "4", "7"])
+def test_a_marker_drawing_is_eroded_towards_mnist_width_and_refills_the_box(kind: str) -> None:
+    """A 48 px marker on a 200 px digit comes out about 2x MNIST's stroke width when bold ink
+    is only lightened (1.6x to 2.05x for these three); eroded, it is under 1.45x, and the
+    thinner digit is scaled up again so its box's longer side is MNIST's 20 px."""
+    out = pp.ink_to_mnist(draw_digit(kind, 48))
+    assert pp.stroke_width(out) < 1.45 * pp.MNIST_STROKE_WIDTH
+    assert pp.ink_width(out) <= pp.STROKE_BAND_BOLD * pp.MNIST_STROKE_WIDTH * 1.001
+    rows = np.flatnonzero(out.max(axis=1) > 0.4 * out.max())
+    assert rows[-1] - rows[0] + 1 in (19, 20, 21)
+
+
+def background_in_box(out: np.ndarray) -> int:
+    """Pixels under a fifth of the peak inside the digit's bounding box (its holes and gaps)."""
+    ink = out > 0.4 * out.max()
+    rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
+    box = out[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    return int((box < 0.2 * out.max()).sum())
+
+
+def test_erosion_reopens_the_loop_a_marker_closed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The closed top of a '4' drawn with a marker: erosion gives back about 30 background
+    pixels inside the box (151 against 120 when bold ink is only lightened)."""
+    drawing = draw_digit("4", 48)
+    eroded = background_in_box(pp.ink_to_mnist(drawing))
+    monkeypatch.setattr(pp, "ERODE_ABOVE", float("inf"))
+    lightened = background_in_box(pp.ink_to_mnist(drawing))
+    assert eroded >= lightened + 20, (eroded, lightened)
+
+
 def test_output_looks_like_mnist_pixels(digits: Mnist) -> None:
     """A saturated core and anti-aliased edges: a similar share of full, grey and empty."""
     # Thin and normal brushes: a bold one (40 px) is lightened on purpose, so has no full core.
