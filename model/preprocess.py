@@ -16,8 +16,9 @@ trained on MNIST expects exactly that, so a canvas drawing goes through the same
    and the digit scaled again, thin ones re-drawn wider), then area-average down to 20 px
    while placing the centre of mass at MNIST's mean (14.0, 14.0) with sub-pixel accuracy.
 
-Everything is numpy and Pillow (no torch, no web code). For a 280x280 canvas, ink map to
-28x28 takes about 0.3 ms on one core; decoding the PNG itself takes longer (about 0.7 ms).
+Everything is numpy and Pillow (no torch, no web code). For a 280x280 canvas PNG the whole
+path takes about 1.0 ms on one core: Pillow's decoding about 0.55 ms, the ink map about 0.05
+(read as bytes and cropped to the ink before any float conversion), ink map to 28x28 about 0.35.
 """
 
 from __future__ import annotations
@@ -241,7 +242,7 @@ def _border(arr: np.ndarray) -> np.ndarray:
     return np.concatenate((arr[0], arr[-1], arr[1:-1, 0], arr[1:-1, -1]))
 
 
-def image_to_ink(img: Image.Image) -> np.ndarray:
+def image_to_ink(img: Image.Image, *, crop: bool = False) -> np.ndarray:
     """Ink map of an image: float32 HxW in 0..255, ink high, background ~0, ink peak 255.
 
     A transparent drawing (an alpha channel whose 1-px border is mostly transparent) is read
@@ -251,31 +252,48 @@ def image_to_ink(img: Image.Image) -> np.ndarray:
     the image is inverted. The background level is subtracted and the rest stretched so the
     ink peaks at 255; a contrast under MIN_CONTRAST (of 255) is an empty drawing rather than
     noise to amplify.
+
+    crop=True returns only the bounding box of the nonzero ink, all that ``ink_to_mnist``
+    reads (it gives the same digit either way), and converts only that box to floats: on a
+    280x280 canvas about 0.15 ms less.
     """
     if img.width <= 0 or img.height <= 0:
         raise PreprocessError("undecodable_image", "The image has no pixels: send a drawing.")
     if img.mode in ("RGBA", "LA"):
-        # What a canvas exports: read alpha first, and skip luminance when alpha decides.
-        first = np.asarray(img.getchannel("A"), dtype=np.float32)
+        # What a canvas exports: read alpha first (as bytes), and skip luminance when alpha
+        # decides.
+        first = np.asarray(img.getchannel("A"))
         if float(np.median(_border(first))) < 128.0:
-            return _stretch(first, dark_on_light=False)
+            return _stretch(first, dark_on_light=False, crop=crop)
     lum, alpha = _channels(img)
     if alpha is not None:
         if float(np.median(_border(alpha))) < 128.0:
-            return _stretch(alpha, dark_on_light=False)
+            return _stretch(alpha, dark_on_light=False, crop=crop)
         lum = 255.0 - (255.0 - lum) * (alpha * (1.0 / 255.0))
-    return _stretch(lum, dark_on_light=float(np.median(_border(lum))) >= 128.0)
+    return _stretch(lum, dark_on_light=float(np.median(_border(lum))) >= 128.0, crop=crop)
 
 
-def _stretch(signal: np.ndarray, *, dark_on_light: bool) -> np.ndarray:
-    """Ink from a signal: background (the border's median) to 0, the ink's peak to 255."""
+def _stretch(signal: np.ndarray, *, dark_on_light: bool, crop: bool = False) -> np.ndarray:
+    """Ink from a signal (bytes or floats): background (the border's median) to 0, the ink's
+    peak to 255; with `crop`, only the bounding box of the ink above the background."""
     background = float(np.median(_border(signal)))
-    ink = (background - signal) if dark_on_light else (signal - background)
+    if crop:
+        box = _bounding_box(signal < background if dark_on_light else signal > background)
+        if box is None:
+            raise PreprocessError("empty_drawing")
+        top, bottom, left, right = box
+        signal = signal[top:bottom, left:right]
+    ink = signal.astype(np.float32)  # always a new array: changed in place below
+    if dark_on_light:
+        np.subtract(np.float32(background), ink, out=ink)
+    elif background != 0.0:
+        np.subtract(ink, np.float32(background), out=ink)
     np.maximum(ink, 0.0, out=ink)
     contrast = float(ink.max())
     if contrast < MIN_CONTRAST:
         raise PreprocessError("empty_drawing")
-    ink *= 255.0 / contrast
+    if contrast != 255.0:
+        ink *= 255.0 / contrast
     return ink
 
 
@@ -574,7 +592,7 @@ def ink_to_mnist(ink: np.ndarray) -> np.ndarray:
 
 def preprocess_image(data: bytes, *, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
     """Image bytes -> MNIST-like float32 (28, 28) in 0..255: decode, ink map, normalise."""
-    return ink_to_mnist(image_to_ink(decode_image(data, max_pixels=max_pixels)))
+    return ink_to_mnist(image_to_ink(decode_image(data, max_pixels=max_pixels), crop=True))
 
 
 def preprocess_pixels(pixels: np.ndarray, *, recentre: bool) -> np.ndarray:

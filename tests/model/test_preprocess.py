@@ -197,6 +197,27 @@ def test_ink_comes_out_high_whatever_the_polarity_or_transparency(
     assert np.median(pp.image_to_ink(as_image(ink, style))) == 0.0  # background is zero
 
 
+@pytest.mark.parametrize(("style", "fmt"), STYLES)
+def test_cropping_the_ink_map_changes_nothing_but_its_size(
+    digits: Mnist, style: str, fmt: str
+) -> None:
+    """preprocess_image crops the ink map to its nonzero ink before converting it to floats;
+    the digit is the same, to the bit, as from the whole map."""
+    rng = np.random.default_rng(11)
+    for i in rng.choice(len(digits.test_images), 6, replace=False):
+        small = canvas_ink(digits.test_images[i], rng)
+        small = np.asarray(Image.fromarray(small).reduce(2))  # room around it on the canvas
+        ink = np.zeros((CANVAS, CANVAS), dtype=np.uint8)
+        ink[30 : 30 + small.shape[0], 80 : 80 + small.shape[1]] = small
+        img = Image.open(io.BytesIO(encode(as_image(ink, style), fmt)))
+        whole, cropped = pp.image_to_ink(img), pp.image_to_ink(img, crop=True)
+        rows, cols = np.flatnonzero(whole.any(axis=1)), np.flatnonzero(whole.any(axis=0))
+        assert cropped.shape == (rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1)
+        assert cropped.size < whole.size / 3
+        assert np.array_equal(cropped, whole[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1])
+        assert np.array_equal(pp.ink_to_mnist(cropped), pp.ink_to_mnist(whole))
+
+
 def test_transparent_drawing_is_read_from_alpha_whatever_the_stroke_colour(
     digits: Mnist,
 ) -> None:
