@@ -212,6 +212,18 @@ def cpu_seconds(pids: Sequence[int]) -> float:
     return total
 
 
+def stop_process(process: subprocess.Popen[Any], timeout: float) -> None:
+    """SIGTERM a child that is still running, wait up to `timeout` s, then SIGKILL it."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 class ServerProcess:
     """`mnist-canvas serve` on a free 127.0.0.1 port with the given model and worker count."""
 
@@ -279,13 +291,8 @@ class ServerProcess:
         return self.log_path.read_text(errors="replace")[-4000:]
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            stop_process(self.process, timeout=20)
         if self._log is not None:
             self._log.close()
             self._log = None

@@ -13,6 +13,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from benchmarks.common import stop_process
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -76,13 +78,8 @@ class LiveServer:
         return self.log_path.read_text(errors="replace") if self.log_path else ""
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            stop_process(self.process, timeout=15)
 
     def __enter__(self) -> LiveServer:
         return self.start()

@@ -30,6 +30,7 @@ from typing import Any
 
 import pytest
 
+from benchmarks.common import stop_process
 from model.checkpoint import load_checkpoint
 from model.data import FILES, MnistDataError, load_mnist
 
@@ -102,13 +103,7 @@ class Proc:
         self._reader.join(5)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
+        stop_process(self.proc, timeout=15)
         self._reader.join(5)
 
 
