@@ -480,12 +480,9 @@ def ridge_width(hi: np.ndarray) -> float:
     if not mask.any():
         return 0.0
     dist = distance_to_background(mask)
-    # The 3x3 neighbourhood's maximum, as a maximum over rows of three then columns of three.
-    padded = np.pad(dist, 1)
-    across = np.maximum(np.maximum(padded[:, :-2], padded[:, 1:-1]), padded[:, 2:])
-    peak = np.maximum(np.maximum(across[:-2], across[1:-1]), across[2:])
+    peak = -erode(-dist, math.sqrt(2.0))  # the maximum over each 3x3 neighbourhood
     ridge = np.sort(dist[mask & (dist >= peak)])
-    # The percentile, interpolated between neighbours as numpy's default does.
+    # The percentile, interpolated as np.percentile does (which takes 10x longer here).
     pos = (ridge.size - 1) * RIDGE_PERCENTILE / 100.0
     low = math.floor(pos)
     high = min(low + 1, ridge.size - 1)
