@@ -373,7 +373,7 @@ def test_a_filled_shape_is_not_shaved_to_a_sliver(monkeypatch: pytest.MonkeyPatc
         return int((out > 0.4 * out.max()).any(axis=0).sum())
 
     kept = columns(pp.ink_to_mnist(ink))
-    monkeypatch.setattr(pp, "MAX_ERODE_WIDTH", float("inf"))
+    monkeypatch.setattr(pp.field, "MAX_ERODE_WIDTH", float("inf"))
     shaved = columns(pp.ink_to_mnist(ink))
     assert kept >= 9 and shaved <= kept - 3, (kept, shaved)
 
@@ -403,7 +403,7 @@ def test_erosion_reopens_the_loop_a_marker_closed(monkeypatch: pytest.MonkeyPatc
     pixels inside the box (151 against 120 when bold ink is only lightened)."""
     drawing = draw_digit("4", 48)
     eroded = background_in_box(pp.ink_to_mnist(drawing))
-    monkeypatch.setattr(pp, "ERODE_ABOVE", float("inf"))
+    monkeypatch.setattr(pp.field, "ERODE_ABOVE", float("inf"))
     lightened = background_in_box(pp.ink_to_mnist(drawing))
     assert eroded >= lightened + 20, (eroded, lightened)
 
