@@ -292,3 +292,28 @@ def test_a_locked_sqlite_database_answers_503_and_writes_nothing(tmp_path: Path,
         assert client.get("/api/feedback/stats").json()["total"] == 0
         again = client.post("/api/feedback", json=pixels_body(mnist.valid_images[4], 1))
         assert again.status_code == 201
+
+
+@pytest.mark.slow
+def test_postgresql_outage_answers_503_then_recovers(data_dir: Path, mnist: Mnist,
+                                                     postgres_server: Any) -> None:
+    url = postgres_server.create_database()
+    images, labels = distinct_digits(mnist.valid_images, mnist.valid_labels, 3, start=900)
+    pixels = {"pixels": images[0].astype(int).ravel().tolist()}
+    try:
+        with feedback_client(url, data_dir) as client:
+            assert client.post("/api/feedback",
+                               json=pixels_body(images[0], labels[0])).status_code == 201
+            postgres_server.stop()
+            try:
+                down = client.post("/api/feedback", json=pixels_body(images[1], labels[1]))
+                assert down.status_code == 503, down.text
+                assert "nothing was stored" in down.json()["detail"]
+                assert client.post("/api/predict", json=pixels).status_code == 200
+            finally:
+                postgres_server.restart()
+            back = client.post("/api/feedback", json=pixels_body(images[2], labels[2]))
+            assert back.status_code == 201, back.text
+            assert client.get("/api/feedback/stats").json()["total"] == 2
+    finally:
+        postgres_server.drop_database(url)
