@@ -317,3 +317,18 @@ def test_postgresql_outage_answers_503_then_recovers(data_dir: Path, mnist: Mnis
             assert client.get("/api/feedback/stats").json()["total"] == 2
     finally:
         postgres_server.drop_database(url)
+
+
+def test_answers_match_their_declared_models(tmp_path: Path, data_dir: Path,
+                                             mnist: Mnist) -> None:
+    from app.feedback_schemas import FeedbackCreated, FeedbackPage, FeedbackStats
+
+    with feedback_client(f"sqlite:///{tmp_path / 'db.sqlite3'}", data_dir) as client:
+        created = client.post("/api/feedback", json=pixels_body(mnist.valid_images[5], 2))
+        FeedbackCreated.model_validate(created.json(), strict=True)
+        FeedbackStats.model_validate(client.get("/api/feedback/stats").json())
+        FeedbackPage.model_validate(client.get("/api/feedback", headers=AUTH).json())
+        schema = client.get("/openapi.json").json()
+        post = schema["paths"]["/api/feedback"]["post"]
+        assert {"201", "200", "422", "429", "503"} <= set(post["responses"])
+        assert "label" in post["requestBody"]["content"]["application/json"]["schema"]["required"]
