@@ -75,3 +75,10 @@ def test_feedback_export_from_an_unmigrated_database_says_so(
                  "--database-url", url]) == 1
     assert "mnist-canvas db upgrade" in capsys.readouterr().err
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_serve_refuses_an_unsupported_database_url(monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("MNIST_CANVAS_DATABASE_URL", "mysql://u@db/x")
+    assert main(["serve", "--port", "0"]) == 2
+    assert "MNIST_CANVAS_DATABASE_URL" in capsys.readouterr().err
