@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from app.db.cli import add_database_commands
 from model.cli import add_commands, run
 
 
@@ -27,9 +28,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from app.settings import Settings
 
     settings = Settings()
+    from app.db import DatabaseConfigError, database_url
+
     try:
         preflight(settings)  # before any worker starts: one clear line instead of tracebacks
-    except StartupError as exc:
+        database_url(settings.database_url, settings.data_dir)
+    except (StartupError, DatabaseConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     uvicorn.run(
@@ -61,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default=None)
     p.add_argument("--train-on-start", choices=("never", "missing", "always"), default=None)
     p.set_defaults(func=cmd_serve)
+    add_database_commands(sub)
     return parser
 
 
