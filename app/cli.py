@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from app.db.cli import add_database_commands
 from model.cli import add_commands, run
 
 
@@ -61,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default=None)
     p.add_argument("--train-on-start", choices=("never", "missing", "always"), default=None)
     p.set_defaults(func=cmd_serve)
+    add_database_commands(sub)
     return parser
 
 

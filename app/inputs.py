@@ -123,6 +123,24 @@ def pixels_to_digit(value: Any, preprocess: bool, where: str = "'pixels'") -> np
         raise InputError(str(exc), status_for(exc.code), exc.code) from exc
 
 
+def single_from_json(payload: Any, max_chars: int) -> tuple[str, Any]:
+    """('image', bytes) or ('digit', (28, 28) array) from a JSON object's 'image' or 'pixels'.
+
+    Shared by /api/predict and /api/feedback, so a correction is read exactly as a prediction.
+    """
+    if not isinstance(payload, dict):
+        raise InputError("The JSON body must be an object with 'image' or 'pixels'.",
+                         422, "bad_json_shape")
+    has_image, has_pixels = "image" in payload, "pixels" in payload
+    if has_image == has_pixels:
+        raise InputError("Send exactly one of 'image' (a data URL or base64 image) or "
+                         "'pixels' (784 numbers 0..255).", 422, "missing_field")
+    if has_image:
+        return "image", decode_base64_image(payload["image"], max_chars)
+    recentre = check_preprocess_flag(payload.get("preprocess"))
+    return "digit", pixels_to_digit(payload["pixels"], recentre)
+
+
 def check_preprocess_flag(value: Any) -> bool:
     if value is None:
         return False

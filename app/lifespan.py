@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from app.db import Database
 from app.service import ModelService, StartupError
 
 logger = logging.getLogger(__name__)
@@ -16,9 +17,14 @@ logger = logging.getLogger(__name__)
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     service: ModelService = app.state.service
+    database: Database = app.state.database
     try:
         service.start()
     except StartupError as exc:
         logger.error("startup failed: %s", exc)
         raise
-    yield
+    database.start()  # migrates in the background; feedback answers 503 until it is ready
+    try:
+        yield
+    finally:
+        database.dispose()

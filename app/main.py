@@ -12,10 +12,12 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from app.db import Database, database_url
 from app.errors import ContentLengthLimit, install_error_handlers
 from app.lifespan import lifespan
 from app.metrics import MetricsMiddleware, Registry
-from app.routes import health, metrics, model_info, pages, predict, v2
+from app.ratelimit import RateLimiter
+from app.routes import data_page, feedback, health, metrics, model_info, pages, predict, v2
 from app.schemas import BatchJSON, PredictJSON, PredictUpload, V2InferRequest
 from app.service import ModelService
 from app.settings import Settings
@@ -40,8 +42,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.service = ModelService(settings)
     app.state.registry = Registry()
+    # Corrections: nothing connects until the lifespan starts (the server starts without it).
+    app.state.database = Database(database_url(settings.database_url, settings.data_dir),
+                                  migrate=settings.database_migrate)
+    app.state.feedback_limiter = RateLimiter(settings.feedback_per_minute)
     install_error_handlers(app, settings.max_body_bytes)
-    for module in (health, predict, model_info, v2, metrics, pages):
+    for module in (health, predict, model_info, v2, metrics, pages, feedback, data_page):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     # FastAPI's body limit counts the bytes that arrive (chunked bodies, lying clients) but

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from model.cli import DEFAULT_MODEL_PATH
@@ -34,6 +34,17 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     workers: int = Field(1, ge=1)
+    # Corrections (app/db): SQLite in the data directory unless a postgresql:// URL is given.
+    database_url: str | None = Field(
+        None, description="postgresql:// or sqlite:/// URL; default: a SQLite file in data_dir"
+    )
+    database_migrate: bool = Field(True, description="apply database migrations at startup")
+    admin_token: SecretStr | None = Field(
+        None, description="Bearer token for listing, deleting and exporting corrections"
+    )
+    feedback_per_minute: int = Field(
+        30, ge=0, description="corrections one client may send per minute; 0: no limit"
+    )
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -9,6 +9,8 @@ if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
   missing=""
   [ -x /usr/bin/chromium ] || missing="$missing chromium"
   command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing="$missing nginx-light"
+  # The database tests start their own PostgreSQL server with Debian's initdb/pg_ctl.
+  compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing="$missing postgresql"
   if [ -n "$missing" ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
   fi

@@ -16,6 +16,9 @@ SHIPPED_MODEL = REPO / "models" / "mnist-logreg.safetensors"
 
 torch.set_num_threads(1)
 
+# `database_url` (SQLite and a real PostgreSQL server) for any test; see tests/postgres.py.
+pytest_plugins = ["tests.postgres"]
+
 
 def mnist_dir() -> Path:
     env = os.environ.get("MNIST_CANVAS_DATA_DIR")

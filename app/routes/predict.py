@@ -18,6 +18,7 @@ from app.inputs import (
     decode_base64_image,
     image_from_bytes,
     pixels_to_digit,
+    single_from_json,
 )
 from app.jsonio import json_response, parse_json
 from app.schemas import BatchResponse, ErrorBody, Prediction
@@ -83,18 +84,7 @@ async def read_single(request: Request, max_pixels: int, max_chars: int) -> tupl
     if ctype.startswith("image/"):
         return "image", await request.body()
     if ctype in JSON_TYPES or ctype.endswith("+json"):
-        payload = parse_json(await request.body())
-        if not isinstance(payload, dict):
-            raise InputError("The JSON body must be an object with 'image' or 'pixels'.",
-                             422, "bad_json_shape")
-        has_image, has_pixels = "image" in payload, "pixels" in payload
-        if has_image == has_pixels:
-            raise InputError("Send exactly one of 'image' (a data URL or base64 image) or "
-                             "'pixels' (784 numbers 0..255).", 422, "missing_field")
-        if has_image:
-            return "image", decode_base64_image(payload["image"], max_chars)
-        recentre = check_preprocess_flag(payload.get("preprocess"))
-        return "digit", pixels_to_digit(payload["pixels"], recentre)
+        return single_from_json(parse_json(await request.body()), max_chars)
     raise InputError(
         f"Unsupported Content-Type {ctype or '(none)'!r}: send application/json, "
         "multipart/form-data with a 'file' field, or an image/* body.", 415, "unsupported_media")

@@ -296,6 +296,7 @@ function showEmpty() {
   ui.contribTitle.textContent = "Contribution";
   ui.versusTitle.textContent = "Against the runner-up";
   ui.scores.textContent = "";
+  document.dispatchEvent(new CustomEvent("mnist:cleared"));
 }
 
 function setMini(state, digit, text) {
@@ -358,6 +359,8 @@ function showResult(result, final) {
     ui.preview.dataset.pixels = JSON.stringify(preview);
   }
   explain(flatten(preview || []), probs, digit, runnerUp, result.model_version);
+  // For feedback.js (and any other listener): the answer now on screen.
+  document.dispatchEvent(new CustomEvent("mnist:answer", { detail: { ...result, digit, final } }));
 }
 
 // ---------------------------------------------------------------------------------------

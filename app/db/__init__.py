@@ -1,0 +1,49 @@
+"""The app's database: corrections people send, kept by SQLAlchemy 2 and migrated by Alembic.
+
+SQLite in WAL mode (a file in the data directory) unless MNIST_CANVAS_DATABASE_URL is a
+`postgresql://` URL, then PostgreSQL through psycopg 3. The schema is created and upgraded only
+by the migrations in `app/db/migrations/` (at startup or with `mnist-canvas db upgrade`).
+"""
+
+from app.db.database import Database, DatabaseUnavailable, make_session_factory
+from app.db.engine import (
+    DatabaseConfigError,
+    create_db_engine,
+    database_url,
+    default_url,
+    is_sqlite,
+    normalize_url,
+    redact,
+    sqlite_url,
+)
+from app.db.migrate import (
+    alembic_config,
+    current_revision,
+    head_revision,
+    revisions,
+    upgrade,
+    upgrade_engine,
+)
+from app.db.models import Base, Correction
+
+__all__ = [
+    "Base",
+    "Correction",
+    "Database",
+    "DatabaseConfigError",
+    "DatabaseUnavailable",
+    "alembic_config",
+    "create_db_engine",
+    "current_revision",
+    "database_url",
+    "default_url",
+    "head_revision",
+    "is_sqlite",
+    "make_session_factory",
+    "normalize_url",
+    "redact",
+    "revisions",
+    "sqlite_url",
+    "upgrade",
+    "upgrade_engine",
+]

@@ -1,0 +1,1 @@
+"""Alembic migration scripts of the app's database (found as `app.db:migrations`)."""

@@ -1,0 +1,1 @@
+"""One file per revision, named after its id (Alembic skips this file)."""
