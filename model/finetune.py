@@ -31,18 +31,17 @@ import torch
 from model.checkpoint import Checkpoint
 from model.data import Mnist
 from model.evaluation import Metrics, evaluate
+from model.gate import (
+    DEFAULT_CORRECTION_WEIGHT,
+    DEFAULT_HOLDOUT_FRACTION,
+    DEFAULT_MAX_VALID_DROP,
+    DEFAULT_MIN_CLIENTS,
+    gate,
+)
 from model.network import build_model, get_linear, set_linear
 from model.training import GALLERY_SIZE, TrainConfig, fit, to_inputs
 
 logger = logging.getLogger(__name__)
-
-# Chosen by `python -m benchmarks.learning --tune` on simulated writers of our own (never on
-# MNIST's test digits): see the README's learning section for the sweep.
-DEFAULT_CORRECTION_WEIGHT = 10
-DEFAULT_HOLDOUT_FRACTION = 0.25
-DEFAULT_MIN_CLIENTS = 4
-DEFAULT_MAX_VALID_DROP = 0.003
-
 
 @dataclass(frozen=True)
 class Corrections:
@@ -192,34 +191,6 @@ class GateReport:
 class FinetuneResult:
     candidate: Checkpoint
     report: GateReport
-
-
-def gate(current: dict[str, float], candidate: dict[str, float], *, holdout: int,
-         max_valid_drop: float) -> tuple[bool, str]:
-    """The promotion rule, as a pure function of the two models' numbers."""
-    drop = current["valid_accuracy"] - candidate["valid_accuracy"]
-    if holdout == 0:
-        return False, "no held-out corrections to judge the candidate on; collect more."
-    if drop > max_valid_drop + 1e-12:
-        return False, (
-            f"MNIST validation accuracy would fall {100 * drop:.2f} points "
-            f"({current['valid_accuracy']:.4f} -> {candidate['valid_accuracy']:.4f}), more "
-            f"than the {100 * max_valid_drop:.2f} allowed."
-        )
-    better = candidate["holdout_accuracy"] > current["holdout_accuracy"] or (
-        candidate["holdout_accuracy"] == current["holdout_accuracy"]
-        and candidate["holdout_loss"] < current["holdout_loss"]
-    )
-    if not better:
-        return False, (
-            f"the candidate does not read the {holdout} held-out corrections better "
-            f"({current['holdout_accuracy']:.4f} -> {candidate['holdout_accuracy']:.4f})."
-        )
-    return True, (
-        f"held-out corrections {current['holdout_accuracy']:.4f} -> "
-        f"{candidate['holdout_accuracy']:.4f}; MNIST validation {current['valid_accuracy']:.4f} "
-        f"-> {candidate['valid_accuracy']:.4f} (within {100 * max_valid_drop:.2f} points)."
-    )
 
 
 def recipe_of(checkpoint: Checkpoint) -> TrainConfig:

@@ -25,6 +25,7 @@ from app.db.migrate import (
     upgrade_engine,
 )
 from app.db.models import Base, Correction
+from app.db.registry_models import ModelCurrent, ModelPromotion, ModelVersion  # issue 13
 
 __all__ = [
     "Base",
@@ -32,6 +33,9 @@ __all__ = [
     "Database",
     "DatabaseConfigError",
     "DatabaseUnavailable",
+    "ModelCurrent",
+    "ModelPromotion",
+    "ModelVersion",
     "alembic_config",
     "create_db_engine",
     "current_revision",

@@ -14,10 +14,10 @@ from model.finetune import (
     Corrections,
     FinetuneConfig,
     finetune,
-    gate,
     recipe_of,
     split_corrections,
 )
+from model.gate import gate
 from model.training import TrainConfig, train
 
 RECIPE = TrainConfig(epochs=4, batch_size=64)
