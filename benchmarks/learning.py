@@ -186,7 +186,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     held = draw_writers(HELD_OUT_WRITERS, per_writer=PER_WRITER, seed=SEED)[:2]
     rows = []
     sizes = SIZES[:1] if args.quick else SIZES
-    from model.finetune import DEFAULT_CORRECTION_WEIGHT
+    from model.gate import DEFAULT_CORRECTION_WEIGHT
 
     for n in sizes:
         row = one_run(current, mnist, corrections_from(n, SEED), held,
