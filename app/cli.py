@@ -29,9 +29,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from app.settings import Settings
 
     settings = Settings()
+    from app.db import DatabaseConfigError, database_url
+
     try:
         preflight(settings)  # before any worker starts: one clear line instead of tracebacks
-    except StartupError as exc:
+        database_url(settings.database_url, settings.data_dir)
+    except (StartupError, DatabaseConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     uvicorn.run(

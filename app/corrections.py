@@ -123,8 +123,10 @@ def stats(database: Database) -> dict[str, Any]:
                        Correction.predicted != Correction.label), 1), else_=0)
     judged = case((Correction.predicted.is_not(None), 1), else_=0)
     with database.session() as session:
-        by_label = dict(session.execute(
-            select(Correction.label, func.count()).group_by(Correction.label)).tuples().all())
+        by_label: dict[int, int] = {}
+        for label, count in session.execute(
+                select(Correction.label, func.count()).group_by(Correction.label)):
+            by_label[label] = count
         versions = session.execute(
             select(Correction.model_version, func.count(), func.sum(judged), func.sum(wrong))
             .group_by(Correction.model_version).order_by(Correction.model_version)).all()

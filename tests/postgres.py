@@ -47,6 +47,7 @@ class PostgresServer:
     datadir: Path
     port: int
     as_user: list[str]
+    durable: bool = False
 
     @property
     def url(self) -> str:
@@ -60,11 +61,17 @@ class PostgresServer:
         return subprocess.run([*self.as_user, *args], check=check, capture_output=True,
                               text=True, timeout=120)
 
+    @property
+    def options(self) -> str:
+        base = (f"-p {self.port} -k {self.datadir} -c listen_addresses=127.0.0.1 "
+                "-c max_connections=200")
+        # Tests need no crash safety of the server itself (it is thrown away): skip the fsyncs.
+        return base if self.durable else base + " -c fsync=off -c full_page_writes=off"
+
     def start(self) -> None:
         self.run(str(self.bindir / "initdb"), "-D", str(self.datadir), "-U", "postgres",
                  "--auth=trust", "--encoding=UTF8", "--no-sync")
-        options = (f"-p {self.port} -k {self.datadir} -c listen_addresses=127.0.0.1 "
-                   "-c fsync=off -c full_page_writes=off -c max_connections=200")
+        options = self.options
         result = self.run(str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-o", options,
                           "-l", str(self.datadir / "server.log"), "-w", "-t", "60", "start",
                           check=False)
@@ -80,9 +87,7 @@ class PostgresServer:
     def restart(self) -> None:
         """Stop and start again on the same port (for tests of an outage)."""
         self.stop()
-        options = (f"-p {self.port} -k {self.datadir} -c listen_addresses=127.0.0.1 "
-                   "-c fsync=off -c full_page_writes=off -c max_connections=200")
-        self.run(str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-o", options,
+        self.run(str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-o", self.options,
                  "-l", str(self.datadir / "server.log"), "-w", "-t", "60", "start")
 
     def create_database(self) -> str:
@@ -102,8 +107,11 @@ class PostgresServer:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def start_postgres() -> PostgresServer:
-    """Start a server in a new temporary directory (caller stops it)."""
+def start_postgres(*, durable: bool = False) -> PostgresServer:
+    """Start a server in a new temporary directory (caller stops it).
+
+    `durable=True` keeps PostgreSQL's default fsync and full-page writes (for benchmarks).
+    """
     bindir = postgres_bin()
     if bindir is None:
         raise FileNotFoundError("PostgreSQL is not installed (apt-get install postgresql)")
@@ -115,7 +123,8 @@ def start_postgres() -> PostgresServer:
         shutil.chown(root, "postgres")
         shutil.chown(datadir, "postgres")
         as_user = ["runuser", "-u", "postgres", "--"]
-    server = PostgresServer(bindir=bindir, datadir=datadir, port=free_port(), as_user=as_user)
+    server = PostgresServer(bindir=bindir, datadir=datadir, port=free_port(), as_user=as_user,
+                            durable=durable)
     try:
         server.start()
     except BaseException:

@@ -63,9 +63,9 @@ def normalize_url(url: str) -> str:
     )
 
 
-def database_url(database_url: str | None, data_dir: Path) -> str:
+def database_url(configured: str | None, data_dir: Path) -> str:
     """The normalised URL to use: the setting when given, else SQLite in the data directory."""
-    return normalize_url(database_url) if database_url else default_url(data_dir)
+    return normalize_url(configured) if configured else default_url(data_dir)
 
 
 def redact(url: str) -> str:

@@ -23,8 +23,8 @@ function detailOf(body) {
 }
 
 /** fetch() a JSON endpoint; resolves to the parsed body, rejects with an ApiError. */
-export async function fetchJSON(url, { method = "GET", body, signal } = {}) {
-  const headers = { Accept: "application/json" };
+export async function fetchJSON(url, { method = "GET", body, signal, headers: extra } = {}) {
+  const headers = { Accept: "application/json", ...extra };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   let response;
   try {
