@@ -104,3 +104,14 @@ def test_a_correction_teaches_the_copy_and_reset_restores_it(page: Any, server: 
     assert page.evaluate("() => window.mnistLiveLearning.steps()") == 0
     assert page.evaluate("() => window.mnistLiveLearning.copy()") == served
     assert page.errors == []  # type: ignore[attr-defined]
+
+
+def test_the_model_page_shows_the_version_history(page: Any) -> None:
+    page.goto("/model")
+    page.wait_for_function(
+        "() => ['ready', 'error'].includes(document.getElementById('history').dataset.state)")
+    assert page.locator("#history").get_attribute("data-state") == "ready"
+    shipped = load_checkpoint(SHIPPED_MODEL).model_version
+    row = page.locator(f"#history tr[data-version='{shipped}']")
+    assert "current" in row.inner_text() and "shipped" in row.inner_text()
+    assert page.errors == []  # type: ignore[attr-defined]
