@@ -26,7 +26,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         raise
     database.start()  # migrates in the background; feedback answers 503 until it is ready
     watcher = ModelWatcher(service, database, app.state.registry,
-                           interval=app.state.settings.model_poll_seconds)
+                           interval=app.state.settings.model_poll_seconds,
+                           finetune_after=app.state.settings.finetune_after_corrections)
     watcher.start()  # hot reload from the model registry (issue 13)
     try:
         yield

@@ -18,6 +18,7 @@ import time
 
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from app.autofinetune import BackgroundFinetune
 from app.db import Database, DatabaseUnavailable
 from app.db import registry as model_registry
 from app.metrics import Registry
@@ -32,13 +33,15 @@ class ModelWatcher:
     """Polls the registry and swaps in new versions off the request path."""
 
     def __init__(self, service: ModelService, database: Database, metrics: Registry, *,
-                 interval: float) -> None:
+                 interval: float, finetune_after: int = 0) -> None:
         self.service = service
         self.database = database
         self.metrics = metrics
         self.interval = interval
         self.served_id: int | None = None  # registry id of what this worker serves
         self.refused: set[int] = set()  # versions that failed verification: never retried
+        # Off the request path too: a background fine-tune after N new corrections (0: off).
+        self.finetune = BackgroundFinetune(database, every=finetune_after)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -58,6 +61,8 @@ class ModelWatcher:
         while not self._stop.is_set():
             try:
                 self.poll()
+                if self.service.predictor is not None and self.database.ready:
+                    self.finetune.check()
             except Exception:  # noqa: BLE001 - the watcher must outlive any one failure
                 logger.exception("model registry poll failed; the current model keeps serving")
             self._stop.wait(self.interval)

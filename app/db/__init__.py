@@ -25,7 +25,12 @@ from app.db.migrate import (
     upgrade_engine,
 )
 from app.db.models import Base, Correction
-from app.db.registry_models import ModelCurrent, ModelPromotion, ModelVersion  # issue 13
+from app.db.registry_models import (  # issue 13
+    FinetuneRun,
+    ModelCurrent,
+    ModelPromotion,
+    ModelVersion,
+)
 
 __all__ = [
     "Base",
@@ -33,6 +38,7 @@ __all__ = [
     "Database",
     "DatabaseConfigError",
     "DatabaseUnavailable",
+    "FinetuneRun",
     "ModelCurrent",
     "ModelPromotion",
     "ModelVersion",

@@ -4,6 +4,7 @@
   metadata, the parent version, metrics, the gate's report, where it came from.
 - `model_current`: one row (id = 1) naming the version every worker serves.
 - `model_promotions`: the log of promotions and rollbacks (who/what, when, from which version).
+- `finetune_runs`: background fine-tunes started by a server (one per batch of new corrections).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -65,3 +67,21 @@ class ModelPromotion(Base):
     #: Who or what: "finetune (gate)", "cli", "startup" ...
     actor: Mapped[str] = mapped_column(String(64))
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class FinetuneRun(Base):
+    """A background fine-tune one worker claimed; `after_correction` is unique, so when every
+    worker of every replica sees the same new corrections, exactly one claims the run."""
+
+    __tablename__ = "finetune_runs"
+    __table_args__ = (UniqueConstraint("after_correction", name="uq_finetune_runs_after"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    #: The newest correction id the previous run (or the current version) had seen.
+    after_correction: Mapped[int] = mapped_column(Integer)
+    #: The newest correction id when this run was claimed.
+    newest_correction: Mapped[int] = mapped_column(Integer)
+    worker: Mapped[str] = mapped_column(String(64))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    exit_code: Mapped[int | None] = mapped_column(Integer)

@@ -59,9 +59,22 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["previous_id"], ["model_versions.id"],
                                 name="fk_model_promotions_previous_id_model_versions"),
     )
+    op.create_table(
+        "finetune_runs",
+        sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+        sa.Column("after_correction", sa.Integer(), nullable=False),
+        sa.Column("newest_correction", sa.Integer(), nullable=False),
+        sa.Column("worker", sa.String(64), nullable=False),
+        sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("exit_code", sa.Integer(), nullable=True),
+        sa.PrimaryKeyConstraint("id", name="pk_finetune_runs"),
+        sa.UniqueConstraint("after_correction", name="uq_finetune_runs_after"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("finetune_runs")
     op.drop_table("model_promotions")
     op.drop_table("model_current")
     op.drop_table("model_versions")
