@@ -1,9 +1,9 @@
 """Rollout: seconds from a promotion in the registry to every worker of a live server serving it.
 
-A live `mnist-canvas serve --workers W` on a SQLite registry (MNIST_CANVAS_MODEL_POLL_SECONDS
-0.5) registers the shipped model on first start; a new version (the shipped weights with
-a nudged bias, a real verified checkpoint) is stored and promoted; each worker logs the moment
-it swaps, with its pid. The time is the last worker's swap minus the promotion.
+A live `mnist-canvas serve --workers W` on a SQLite registry (MNIST_CANVAS_MODEL_POLL_SECONDS at
+its default, 1 s) registers the shipped model on first start; a new version (the shipped weights
+with a nudged bias, a real verified checkpoint) is stored and promoted; each worker logs the
+moment it swaps, with its pid. The time is the last worker's swap minus the promotion.
 """
 
 from __future__ import annotations
@@ -45,11 +45,14 @@ def seed_database(path: Path, corrections: Any) -> str:
     return url
 
 
-def measure_rollout(tmp: Path, *, workers: int, poll: float = 0.5) -> dict[str, Any]:
+def measure_rollout(tmp: Path, *, workers: int, poll: float | None = None) -> dict[str, Any]:
     from app.db import Database, sqlite_url
     from app.db import registry as model_registry
+    from app.settings import Settings
     from model.checkpoint import load_checkpoint
 
+    if poll is None:  # the server's default interval
+        poll = float(Settings.model_fields["model_poll_seconds"].default)
     url = sqlite_url(tmp / "rollout.db")
     env = bench_env(MNIST_CANVAS_DATABASE_URL=url, MNIST_CANVAS_MODEL_POLL_SECONDS=str(poll))
     log = tmp / "rollout-server.log"
