@@ -15,7 +15,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import (
+    DBAPIError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+)
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -131,6 +137,13 @@ class Database:
             raise
         except (DBAPIError, PoolTimeout) as exc:
             logger.warning("database error: %s", _reason(exc))
+            if self.backend != "sqlite" and isinstance(exc, (OperationalError, InterfaceError)):
+                # The server is down or unreachable: answer at once until the next attempt
+                # rather than let every request wait out a connect timeout in the thread pool
+                # (which large predictions share).
+                self.status = "unavailable"
+                self.error = f"The database {redact(self.url)} cannot be reached ({_reason(exc)})."
+                self._last_attempt = time.monotonic()
             raise DatabaseUnavailable(
                 "The database did not answer in time or refused the connection "
                 f"({_reason(exc)}); nothing was stored. Predictions still work; retry shortly."

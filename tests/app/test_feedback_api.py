@@ -6,6 +6,7 @@ import base64
 import csv
 import io
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -309,10 +310,17 @@ def test_postgresql_outage_answers_503_then_recovers(data_dir: Path, mnist: Mnis
                 down = client.post("/api/feedback", json=pixels_body(images[1], labels[1]))
                 assert down.status_code == 503, down.text
                 assert "nothing was stored" in down.json()["detail"]
+                # Until the next attempt, the outage is answered at once, without a connect.
+                again = client.post("/api/feedback", json=pixels_body(images[1], labels[1]))
+                assert again.status_code == 503 and "cannot be reached" in again.json()["detail"]
                 assert client.post("/api/predict", json=pixels).status_code == 200
             finally:
                 postgres_server.restart()
-            back = client.post("/api/feedback", json=pixels_body(images[2], labels[2]))
+            deadline = time.monotonic() + 30
+            while (back := client.post("/api/feedback", json=pixels_body(images[2], labels[2]))
+                   ).status_code == 503 and time.monotonic() < deadline:
+                assert back.headers["retry-after"]
+                time.sleep(0.5)
             assert back.status_code == 201, back.text
             assert client.get("/api/feedback/stats").json()["total"] == 2
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -69,10 +70,16 @@ def test_draw_mark_wrong_pick_the_digit_and_see_it_on_the_data_page(page: Any) -
     assert "Never your IP address" in page.locator("#feedback-privacy").inner_text()
 
     predicted = draw_and_wait(page, ONE)
+    preview = json.loads(page.locator("#preview").get_attribute("data-pixels"))
     label = (predicted + 3) % 10  # "wrong, it's a ..."
     page.locator(f".feedback-digit[data-digit='{label}']").click()
     status = wait_sent(page)
     assert f"stored as a{'n' if label == 8 else ''} {label}" in status and "1 answer" in status
+    # What is stored is exactly the image the page showed as the model's input (the shipped
+    # model has no input transforms; with deskewing the preview would be the deskewed image).
+    listing = page.request.get(f"/api/feedback?label={label}",
+                               headers={"Authorization": f"Bearer {TOKEN}"}).json()
+    assert [item["image"] for item in listing["items"]] == [preview]
     assert page.locator(".feedback-digit:not([disabled])").count() == 0  # one answer a drawing
 
     # The keyboard: a new drawing, then the digit key.
