@@ -39,6 +39,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with LiveServer(model_path=SHIPPED_MODEL, data_dir=_mnist_dir(),
                     log_path=workdir / "server.log", MNIST_CANVAS_TRAIN_ON_START="never",
                     MNIST_CANVAS_DATABASE_URL=f"sqlite:///{workdir / 'db.sqlite3'}",
+                    MNIST_CANVAS_MODEL_POLL_SECONDS="0.2",
                     MNIST_CANVAS_LOG_LEVEL="warning") as live:
         live.wait_ready()
         yield live.url
@@ -114,4 +115,35 @@ def test_the_model_page_shows_the_version_history(page: Any) -> None:
     shipped = load_checkpoint(SHIPPED_MODEL).model_version
     row = page.locator(f"#history tr[data-version='{shipped}']")
     assert "current" in row.inner_text() and "shipped" in row.inner_text()
+    assert page.errors == []  # type: ignore[attr-defined]
+
+
+# Last in this module: it promotes a new version on the module's server.
+def test_the_page_notices_a_new_version_in_its_answers(page: Any, server: str,
+                                                      tmp_path_factory: Any) -> None:
+    from app.db import Database
+    from app.db import registry as model_registry
+
+    page.goto("/")
+    page.wait_for_function("() => document.getElementById('live').dataset.state === 'ready'")
+    draw_mouse(page, ONE)
+    wait_idle(page)
+    history = get_json(server + "/api/models")[1]  # the shipped model is registered, current
+    assert history["current"] == load_checkpoint(SHIPPED_MODEL).model_version
+    db_path = next(tmp_path_factory.getbasetemp().glob("live-learning*/db.sqlite3"))
+    database = Database(f"sqlite:///{db_path}")
+    new = load_checkpoint(SHIPPED_MODEL)
+    new.bias = new.bias + torch.linspace(-1, 1, 10)
+    with database.session() as session:
+        row = model_registry.add_version(session, new, source="test")
+        model_registry.set_current(session, row, action="promote", actor="test")
+    database.dispose()
+    page.wait_for_function(
+        f"async () => (await (await fetch('/readyz')).json()).model_version === "
+        f"'{new.model_version}'")
+    page.click("#clear")
+    draw_mouse(page, ONE)
+    wait_idle(page)
+    page.wait_for_selector("#live-notice:not([hidden])")
+    assert new.model_version in page.locator("#live-notice").inner_text()
     assert page.errors == []  # type: ignore[attr-defined]
