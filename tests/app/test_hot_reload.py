@@ -127,8 +127,10 @@ def test_every_worker_switches_with_requests_in_flight(tmp_path: Path, data_dir:
 
 
 def test_two_servers_on_one_database_both_switch(tmp_path: Path, data_dir: Path,
-                                                 database: Database) -> None:
-    env = {"MNIST_CANVAS_DATABASE_URL": database.url, "MNIST_CANVAS_MODEL_POLL_SECONDS": POLL}
+                                                 database_url: str) -> None:
+    """On SQLite and on a real PostgreSQL server, as compose and Kubernetes run it."""
+    database = Database(database_url)
+    env = {"MNIST_CANVAS_DATABASE_URL": database_url, "MNIST_CANVAS_MODEL_POLL_SECONDS": POLL}
     with LiveServer(model_path=SHIPPED_MODEL, data_dir=data_dir, **env) as one, \
             LiveServer(model_path=SHIPPED_MODEL, data_dir=data_dir, **env) as two:
         one.wait_ready()
@@ -141,6 +143,7 @@ def test_two_servers_on_one_database_both_switch(tmp_path: Path, data_dir: Path,
             wait_for(lambda s=server: get_json(s.url + "/readyz")[1].get("model_version")
                      == new.model_version, 20, f"{server.url} to serve the promoted version")
             assert get_json(server.url + "/api/model")[1]["model_version"] == new.model_version
+    database.dispose()
 
 
 def test_a_corrupt_registry_entry_is_never_served(tmp_path: Path, data_dir: Path,
