@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from app.settings import Settings
@@ -75,7 +76,9 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     from model.device import set_threads
     from model.finetune import FinetuneConfig, finetune
 
-    settings = Settings()
+    # Flags override the settings, as for `serve`.
+    overrides = {"data_dir": args.data_dir, "model_path": args.model}
+    settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
     set_threads(settings.torch_threads)
     config = FinetuneConfig(
         correction_weight=args.weight or settings.finetune_correction_weight,
@@ -173,6 +176,9 @@ def add_registry_commands(sub: Any) -> None:
                    help="times each correction counts (default MNIST_CANVAS_FINETUNE_"
                    "CORRECTION_WEIGHT)")
     p.add_argument("--database-url", default=None, help=URL_HELP)
+    p.add_argument("--data-dir", type=Path, default=None, help="MNIST directory")
+    p.add_argument("--model", type=Path, default=None,
+                   help="model file registered as version 1 when the registry is empty")
     p.set_defaults(func=cmd_finetune)
     models = sub.add_parser("models", help="the model registry").add_subparsers(
         dest="models_command", required=True)
