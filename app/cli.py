@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from app.db.cli import add_database_commands
+from app.registry_cli import add_registry_commands
 from model.cli import add_commands, run
 
 
@@ -66,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-on-start", choices=("never", "missing", "always"), default=None)
     p.set_defaults(func=cmd_serve)
     add_database_commands(sub)
+    add_registry_commands(sub)
     return parser
 
 

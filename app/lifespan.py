@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app.db import Database
+from app.rollout import ModelWatcher
 from app.service import ModelService, StartupError
 
 logger = logging.getLogger(__name__)
@@ -24,7 +25,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         logger.error("startup failed: %s", exc)
         raise
     database.start()  # migrates in the background; feedback answers 503 until it is ready
+    watcher = ModelWatcher(service, database, app.state.registry,
+                           interval=app.state.settings.model_poll_seconds,
+                           finetune_after=app.state.settings.finetune_after_corrections)
+    watcher.start()  # hot reload from the model registry (issue 13)
     try:
         yield
     finally:
+        watcher.stop()
         database.dispose()

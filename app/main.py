@@ -18,6 +18,7 @@ from app.lifespan import lifespan
 from app.metrics import MetricsMiddleware, Registry
 from app.ratelimit import RateLimiter
 from app.routes import data_page, feedback, health, metrics, model_info, pages, predict, v2
+from app.routes import models as model_history
 from app.schemas import BatchJSON, PredictJSON, PredictUpload, V2InferRequest
 from app.service import ModelService
 from app.settings import Settings
@@ -47,7 +48,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                   migrate=settings.database_migrate)
     app.state.feedback_limiter = RateLimiter(settings.feedback_per_minute)
     install_error_handlers(app, settings.max_body_bytes)
-    for module in (health, predict, model_info, v2, metrics, pages, feedback, data_page):
+    for module in (health, predict, model_info, v2, metrics, pages, feedback, data_page,
+                   model_history):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     # FastAPI's body limit counts the bytes that arrive (chunked bodies, lying clients) but

@@ -20,6 +20,7 @@ class Registry:
         self.latency_sum: dict[str, float] = defaultdict(float)
         self.latency_count: dict[str, int] = defaultdict(int)
         self.predictions: list[int] = [0] * 10
+        self.model_reloads = {True: 0, False: 0}  # hot reloads done / refused (app.rollout)
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
         with self._lock:
@@ -35,6 +36,10 @@ class Registry:
         with self._lock:
             for d in digits:
                 self.predictions[d] += 1
+
+    def count_model_reload(self, *, ok: bool) -> None:
+        with self._lock:
+            self.model_reloads[ok] += 1
 
     def render(self) -> str:
         with self._lock:
@@ -75,6 +80,14 @@ class Registry:
             ]
             for d, n in enumerate(self.predictions):
                 lines.append(f'mnist_canvas_predictions_total{{digit="{d}"}} {n}')
+            lines += [
+                "# HELP mnist_canvas_model_reloads_total New model versions swapped in.",
+                "# TYPE mnist_canvas_model_reloads_total counter",
+                f"mnist_canvas_model_reloads_total {self.model_reloads[True]}",
+                "# HELP mnist_canvas_model_reload_failures_total Versions refused as broken.",
+                "# TYPE mnist_canvas_model_reload_failures_total counter",
+                f"mnist_canvas_model_reload_failures_total {self.model_reloads[False]}",
+            ]
         return "\n".join(lines) + "\n"
 
 

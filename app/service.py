@@ -115,6 +115,11 @@ class ModelService:
         accuracy = result.test.accuracy if result.test else float("nan")
         logger.info("saved %s (test accuracy %.4f)", path, accuracy)
 
+    def swap(self, predictor: Predictor) -> None:
+        """Hot reload (app.rollout): serve `predictor` from now on. Its views are built before
+        the references change; a request reads one of them once, so it sees one version."""
+        self._use(predictor)
+
     def _use(self, predictor: Predictor) -> None:
         self.views = build_views(predictor)
         self.predictor = predictor

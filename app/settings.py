@@ -10,6 +10,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from model.cli import DEFAULT_MODEL_PATH
 from model.data import default_data_dir
+from model.gate import (
+    DEFAULT_CORRECTION_WEIGHT,
+    DEFAULT_HOLDOUT_FRACTION,
+    DEFAULT_MAX_VALID_DROP,
+)
 from model.preprocess import MAX_IMAGE_PIXELS
 
 
@@ -41,6 +46,22 @@ class Settings(BaseSettings):
     database_migrate: bool = Field(True, description="apply database migrations at startup")
     admin_token: SecretStr | None = Field(
         None, description="Bearer token for listing, deleting and exporting corrections"
+    )
+    # Model registry, hot reload and fine-tuning (issue 13).
+    model_poll_seconds: float = Field(
+        1.0, ge=0, description="how often each worker checks the registry; 0: never"
+    )
+    finetune_correction_weight: int = Field(
+        DEFAULT_CORRECTION_WEIGHT, ge=1, description="times each correction counts in finetune"
+    )
+    finetune_holdout_fraction: float = Field(
+        DEFAULT_HOLDOUT_FRACTION, gt=0, lt=1, description="share of corrections held out"
+    )
+    finetune_max_valid_drop: float = Field(
+        DEFAULT_MAX_VALID_DROP, ge=0, description="largest MNIST validation loss the gate allows"
+    )
+    finetune_after_corrections: int = Field(
+        0, ge=0, description="fine-tune in the background after N new corrections; 0: off"
     )
     feedback_per_minute: int = Field(
         30, ge=0, description="corrections one client may send per minute; 0: no limit"

@@ -25,6 +25,12 @@ from app.db.migrate import (
     upgrade_engine,
 )
 from app.db.models import Base, Correction
+from app.db.registry_models import (  # issue 13
+    FinetuneRun,
+    ModelCurrent,
+    ModelPromotion,
+    ModelVersion,
+)
 
 __all__ = [
     "Base",
@@ -32,6 +38,10 @@ __all__ = [
     "Database",
     "DatabaseConfigError",
     "DatabaseUnavailable",
+    "FinetuneRun",
+    "ModelCurrent",
+    "ModelPromotion",
+    "ModelVersion",
     "alembic_config",
     "create_db_engine",
     "current_revision",

@@ -87,6 +87,10 @@ function onCleared() {
 }
 
 async function send(label) {
+  // Live learning (live-learning.js) takes a few steps on a corrected drawing, in this page.
+  if (answer && !done && !sending && label !== answer.digit) {
+    document.dispatchEvent(new CustomEvent("mnist:corrected", { detail: { label, predicted: answer.digit } }));
+  }
   if (!answer || sending || done || storingOff() || !window.mnistCanvas) return;
   sending = true;
   setEnabled(false);
