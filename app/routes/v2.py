@@ -45,6 +45,7 @@ MODEL_NAME = "mnist-logreg"
 OUTPUTS = ("probabilities", "digit")
 DATATYPES = {"probabilities": "FP32", "digit": "INT64"}
 EXTENSIONS = ["binary_tensor_data"]
+BINARY_BODY = {"schema": {"type": "string", "format": "binary"}}
 router = APIRouter(prefix="/v2", tags=["inference protocol v2"])
 ERRORS: dict[int | str, dict[str, Any]] = {400: {"model": V2Error}, 404: {"model": V2Error},
                                            503: {"model": V2Error}}
@@ -212,10 +213,14 @@ def infer_sync(predictor: Predictor, payload: Any, max_batch: int,
 @router.post(
     "/models/{name}/infer",
     response_model=V2InferResponse,
-    responses=ERRORS,
-    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
-        "schema": {"$ref": "#/components/schemas/V2InferRequest"}}}}},
+    responses={**ERRORS, 200: {"content": {BINARY_CONTENT_TYPE: BINARY_BODY}}},
+    openapi_extra={"requestBody": {"required": True, "content": {
+        "application/json": {"schema": {"$ref": "#/components/schemas/V2InferRequest"}},
+        BINARY_CONTENT_TYPE: BINARY_BODY}}},
     summary="Inference",
+    description="JSON tensors, or the binary tensor data extension: a JSON header of "
+    "`Inference-Header-Content-Length` bytes followed by the inputs' raw bytes; outputs asked "
+    "for in binary follow the answer's JSON header the same way.",
 )
 async def infer(name: str, request: Request, serving: ServingDep) -> Response:
     predictor = _predictor(serving.service, name)

@@ -166,3 +166,13 @@ def test_binary_flags_must_be_booleans(shipped: TestClient, mnist: Mnist) -> Non
     assert "true or false" in bad_binary(shipped, body, headers["Inference-Header-Content-Length"])
     body, headers = binary_body(x, outputs=[{"name": "digit", "parameters": {"binary_data": 1}}])
     assert "true or false" in bad_binary(shipped, body, headers["Inference-Header-Content-Length"])
+
+
+def test_a_request_without_content_type_is_served_as_tritons_client_sends_it(
+        shipped: TestClient, mnist: Mnist) -> None:
+    # tritonclient.http sends no Content-Type at all: only Inference-Header-Content-Length.
+    body, headers = binary_body(images01(mnist, 1))
+    del headers["Content-Type"]
+    answer = shipped.post(INFER, content=body, headers=headers)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["outputs"][1]["data"] == [7]
