@@ -38,7 +38,7 @@ def split_body(body: bytes, header_length: str | None) -> tuple[bytes, memoryvie
     if header_length is None:
         return body, NO_BINARY
     text = header_length.strip()
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):  # "²".isdigit() is true, int("²") fails
         raise failure(f"Inference-Header-Content-Length {header_length!r} is not a byte count.")
     length = int(text)
     if length == 0 or length > len(body):
@@ -98,7 +98,12 @@ def tensor_from_bytes(chunk: memoryview, datatype: str, shape: Sequence[int]) ->
 def wants_binary(payload: dict[str, Any], requested: dict[str, Any] | None) -> bool:
     """Whether one output goes in binary: its own `binary_data`, else the request's default."""
     own = requested.get("parameters") if requested is not None else None
-    if isinstance(own, dict) and "binary_data" in own:
+    if own is not None and not isinstance(own, dict):
+        raise failure("An output's 'parameters' must be an object.")
+    if own is not None and "classification" in own:
+        raise failure("This server does not support the classification extension: ask for "
+                      "'probabilities' and 'digit' without class_count.")
+    if own is not None and "binary_data" in own:
         flag = own["binary_data"]
         if not isinstance(flag, bool):
             raise failure("An output's 'binary_data' must be true or false.")

@@ -118,7 +118,7 @@ def test_binary_answer_without_binary_outputs_is_plain_json(shipped: TestClient,
     assert answer.json()["outputs"][1]["data"] == [7, 2]
 
 
-def bad_binary(shipped: TestClient, body: bytes, header_length: str) -> str:
+def bad_binary(shipped: TestClient, body: bytes, header_length: str | bytes) -> str:
     answer = shipped.post(INFER, content=body,
                           headers={"Inference-Header-Content-Length": header_length,
                                    "Content-Type": "application/octet-stream"})
@@ -131,6 +131,7 @@ def test_bad_binary_requests_get_a_sentence(shipped: TestClient, mnist: Mnist) -
     body, headers = binary_body(x)
     length = headers["Inference-Header-Content-Length"]
     assert "not a byte count" in bad_binary(shipped, body, "twelve")
+    assert "not a byte count" in bad_binary(shipped, body, b"\xb2")  # '²' in latin-1
     assert "length of the JSON part" in bad_binary(shipped, body, str(len(body) + 1))
     assert "length of the JSON part" in bad_binary(shipped, body, "0")
     assert "not valid JSON" in bad_binary(shipped, body, str(int(length) - 1))
@@ -166,6 +167,9 @@ def test_binary_flags_must_be_booleans(shipped: TestClient, mnist: Mnist) -> Non
     assert "true or false" in bad_binary(shipped, body, headers["Inference-Header-Content-Length"])
     body, headers = binary_body(x, outputs=[{"name": "digit", "parameters": {"binary_data": 1}}])
     assert "true or false" in bad_binary(shipped, body, headers["Inference-Header-Content-Length"])
+    body, headers = binary_body(x, outputs=[{"name": "digit", "parameters": {"classification": 3}}])
+    assert "classification" in bad_binary(shipped, body,
+                                          headers["Inference-Header-Content-Length"])
 
 
 def test_a_request_without_content_type_is_served_as_tritons_client_sends_it(
