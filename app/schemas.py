@@ -39,6 +39,7 @@ class BatchJSON(BaseModel):
         None, description="images in MNIST form, each 784 numbers or 28x28"
     )
     preprocess: bool = False
+    previews: bool = Field(True, description="false: answers without the 28x28 previews")
 
 
 class BatchPrediction(BaseModel):

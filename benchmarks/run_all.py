@@ -34,8 +34,9 @@ if __package__ in (None, ""):  # run as a file: import from the repository root,
 
 from benchmarks.common import REPO, RESULTS_DIR, limit_threads, machine_info
 
-BENCHMARKS = ("train", "http", "canvas", "load")
-TIME_LIMITS = {"train": 1800, "http": 1800, "canvas": 3600, "load": 1800}  # seconds
+BENCHMARKS = ("train", "http", "batch", "canvas", "load")
+TIME_LIMITS = {"train": 1800, "http": 1800, "batch": 900, "canvas": 3600,
+               "load": 1800}  # seconds
 
 
 def run_one(name: str, quick: bool, results: Path) -> dict[str, Any]:
@@ -94,7 +95,21 @@ def md_train(r: dict[str, Any]) -> list[str]:
                  "thread, median of the repeats; scikit-learn: `LogisticRegression(solver="
                  "\"lbfgs\")` on the same normalised inputs, one BLAS thread. Both times include "
                  "building the inputs.")
+    whole = r.get("whole_process")
+    if whole:
+        o, s = whole["ours"], whole["sklearn"]
+        lines += ["", f"Whole processes, median of {whole['repeats']} alternated (1-minute load "
+                  f"average {min(whole['loadavg_1min']):.2f}-{max(whole['loadavg_1min']):.2f}): "
+                  f"`mnist-canvas train` {o['wall_seconds']:.2f} s wall, {o['cpu_seconds']:.2f} "
+                  f"s CPU; scikit-learn's process {s['wall_seconds']:.2f} s wall, "
+                  f"{s['cpu_seconds']:.2f} s CPU: {whole['speedup_wall']:.1f}x wall, "
+                  f"{whole['speedup_cpu']:.1f}x CPU (goal >= {whole['goal']:g}x): "
+                  f"{_mark(whole['ok'])}."]
     return lines
+
+
+def md_batch(r: dict[str, Any]) -> list[str]:
+    return ["```", str(r.get("table", "")), "```"]
 
 
 def md_http(r: dict[str, Any]) -> list[str]:
@@ -182,10 +197,12 @@ def md_load(r: dict[str, Any]) -> list[str]:
     return lines
 
 
-RENDERERS = {"train": md_train, "http": md_http, "canvas": md_canvas, "load": md_load}
+RENDERERS = {"train": md_train, "http": md_http, "batch": md_batch, "canvas": md_canvas,
+             "load": md_load}
 TITLES = {
     "train": "Training: ours vs scikit-learn",
     "http": "HTTP throughput and latency",
+    "batch": "Batch inference (1,000 images a request)",
     "canvas": "Canvas fidelity",
     "load": "Sustained load (one worker)",
 }

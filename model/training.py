@@ -23,6 +23,7 @@ from model.data import Mnist, pixel_stats
 from model.device import resolve_device, set_threads
 from model.evaluation import Metrics, evaluate
 from model.network import ARCHITECTURES, build_model, get_linear
+from model.optim import OPTIMIZERS, Optimizer
 from model.transforms import apply_transforms
 
 logger = logging.getLogger(__name__)
@@ -35,7 +36,6 @@ class TextSink(Protocol):
     def flush(self) -> None: ...
 
 
-OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("none", "cosine", "step")
 GALLERY_SIZE = 24  # misclassified test digits kept in the checkpoint for the model page
 
@@ -175,17 +175,12 @@ class Progress:
             self.stream.flush()
 
 
-def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    params = model.parameters()
-    if config.optimizer == "sgd":
-        return torch.optim.SGD(
-            params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
-        )
-    if config.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+def make_optimizer(model: nn.Module, config: TrainConfig) -> Optimizer:
     # The fused kernel saves about 8% of the default recipe's time on the CPU.
-    return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay,
-                            fused=True)
+    return Optimizer(model.parameters(), config.optimizer, lr=config.lr,
+                     momentum=config.momentum,
+                     weight_decay=config.weight_decay,
+                     fused=True if config.optimizer == "adam" else None)
 
 
 def lr_factor(config: TrainConfig, step: int, total_steps: int) -> float:
@@ -227,13 +222,12 @@ def fit(
         progress = Progress(steps_per_epoch, stream, f"epoch {epoch}")
         running = torch.zeros((), device=device)
         for i in range(steps_per_epoch):
-            for group in optimizer.param_groups:
-                group["lr"] = config.lr * lr_factor(config, step, total_steps)
+            optimizer.lr = config.lr * lr_factor(config, step, total_steps)
             idx = order[i * config.batch_size : (i + 1) * config.batch_size]
             # index_select gathers rows about 3x faster than x[idx] (8 vs 30 us a batch).
             xb, yb = x.index_select(0, idx), y.index_select(0, idx)
             loss = loss_fn(model(xb), yb)
-            optimizer.zero_grad(set_to_none=True)
+            optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             running += loss.detach() * len(idx)

@@ -2,6 +2,8 @@
 
 Input: one FP32 tensor of shape [N, 784] or [N, 28, 28], pixels 0..1 in MNIST form (light digit
 on dark). Outputs: `probabilities` FP32 [N, 10] and `digit` INT64 [N]. Errors: 400 {"error"}.
+Tensors travel in JSON or, with the binary tensor data extension, as raw bytes after a JSON
+header (see app.v2binary).
 """
 
 from __future__ import annotations
@@ -26,10 +28,24 @@ from app.schemas import (
     V2Ready,
     V2ServerMetadata,
 )
+from app.v2binary import (
+    BINARY_CONTENT_TYPE,
+    HEADER,
+    NO_BINARY,
+    binary_inputs,
+    binary_output,
+    encode,
+    split_body,
+    tensor_from_bytes,
+    wants_binary,
+)
 from model.inference import Predictor
 
 MODEL_NAME = "mnist-logreg"
 OUTPUTS = ("probabilities", "digit")
+DATATYPES = {"probabilities": "FP32", "digit": "INT64"}
+EXTENSIONS = ["binary_tensor_data"]
+BINARY_BODY = {"schema": {"type": "string", "format": "binary"}}
 router = APIRouter(prefix="/v2", tags=["inference protocol v2"])
 ERRORS: dict[int | str, dict[str, Any]] = {400: {"model": V2Error}, 404: {"model": V2Error},
                                            503: {"model": V2Error}}
@@ -59,7 +75,7 @@ def _predictor(service: ServiceDep, name: str) -> Predictor:
 
 @router.get("", response_model=V2ServerMetadata, summary="Server metadata")
 async def server_metadata() -> dict[str, Any]:
-    return {"name": "mnist-canvas", "version": _server_version(), "extensions": []}
+    return {"name": "mnist-canvas", "version": _server_version(), "extensions": EXTENSIONS}
 
 
 @router.get("/health/live", response_model=V2Live, summary="Server liveness")
@@ -117,20 +133,29 @@ def _flatten(data: Any, count: int) -> np.ndarray:
     except OverflowError as exc:
         raise V2Failure("FP32 pixels must be between 0 and 1 (MNIST form, light digit on "
                         "dark).") from exc
-    if not np.isfinite(array).all():
-        raise V2Failure("'data' holds NaN or infinity; pixels are numbers from 0 to 1.")
-    if array.min() < 0 or array.max() > 1:
+    return _in_range(array).astype(np.float32)
+
+
+def _in_range(array: np.ndarray) -> np.ndarray:
+    """`array` if every pixel is a number from 0 to 1 (min and max see NaN and infinity too)."""
+    low, high = array.min(), array.max()
+    if not (low >= 0 and high <= 1):
+        if not np.isfinite(array).all():
+            raise V2Failure("The input holds NaN or infinity; pixels are numbers from 0 to 1.")
         raise V2Failure("FP32 pixels must be between 0 and 1 (MNIST form, light digit on dark).")
-    return array.astype(np.float32)
+    return array
 
 
-def parse_infer(payload: Any, max_batch: int) -> tuple[np.ndarray, list[str], str | None]:
+def parse_infer(payload: Any, max_batch: int, binary: memoryview = NO_BINARY
+                ) -> tuple[np.ndarray, list[tuple[str, bool]], str | None]:
+    """Pixels 0..255 (N, 28, 28), the outputs asked for (name, in binary?) and the request id."""
     if not isinstance(payload, dict):
         raise V2Failure("The request must be a JSON object with 'inputs'.")
     inputs = payload.get("inputs")
     if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
         raise V2Failure("'inputs' must be a list holding one tensor.")
     tensor = inputs[0]
+    chunk = binary_inputs(inputs, binary)[0]
     if tensor.get("datatype") != "FP32":
         raise V2Failure(f"Input datatype must be FP32, got {tensor.get('datatype')!r}.")
     shape = tensor.get("shape")
@@ -139,58 +164,76 @@ def parse_infer(payload: Any, max_batch: int) -> tuple[np.ndarray, list[str], st
         raise V2Failure(f"Input shape must be [N, 784] or [N, 28, 28] with N >= 1, got {shape}.")
     if shape[0] > max_batch:
         raise V2Failure(f"N = {shape[0]} exceeds the maximum batch of {max_batch}.")
-    pixels = _flatten(tensor.get("data"), shape[0] * 784).reshape(shape[0], 28, 28)
+    if chunk is None:
+        pixels = _flatten(tensor.get("data"), shape[0] * 784).reshape(shape[0], 28, 28)
+    else:
+        pixels = _in_range(tensor_from_bytes(chunk, "FP32", (shape[0], 28, 28)))
     wanted = payload.get("outputs")
-    names = list(OUTPUTS)
+    outputs = [(name, wants_binary(payload, None)) for name in OUTPUTS]
     if wanted is not None:
         if not isinstance(wanted, list) or not all(
             isinstance(o, dict) and isinstance(o.get("name"), str) for o in wanted
         ):
             raise V2Failure("'outputs' must be a list of objects with a 'name'.")
-        names = [o["name"] for o in wanted]
-        unknown = [n for n in names if n not in OUTPUTS]
+        outputs = [(o["name"], wants_binary(payload, o)) for o in wanted]
+        unknown = [name for name, _ in outputs if name not in OUTPUTS]
         if unknown:
             raise V2Failure(f"Unknown outputs {unknown}; available: {list(OUTPUTS)}.")
     request_id = payload.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise V2Failure("'id' must be a string.")
-    return pixels * 255.0, names, request_id
+    return pixels * np.float32(255.0), outputs, request_id
 
 
-def infer_sync(predictor: Predictor, payload: Any, max_batch: int) -> tuple[dict[str, Any],
-                                                                             list[int]]:
-    pixels, names, request_id = parse_infer(payload, max_batch)
+def infer_sync(predictor: Predictor, payload: Any, max_batch: int,
+               binary: memoryview = NO_BINARY) -> tuple[dict[str, Any], list[bytes],
+                                                              np.ndarray]:
+    """The answer's JSON, the bytes of its binary outputs (in order) and the digits."""
+    pixels, outputs, request_id = parse_infer(payload, max_batch, binary)
     probs = predictor.probabilities(pixels)
     digits = probs.argmax(axis=1)
     n = len(pixels)
-    tensors = {
-        "probabilities": {"name": "probabilities", "datatype": "FP32", "shape": [n, 10],
-                          "data": [round(float(v), 7) for v in probs.reshape(-1)]},
-        "digit": {"name": "digit", "datatype": "INT64", "shape": [n],
-                  "data": [int(d) for d in digits]},
+    arrays = {"probabilities": probs, "digit": digits}
+    json_tensors = {
+        "probabilities": lambda: {"name": "probabilities", "datatype": "FP32", "shape": [n, 10],
+                                  "data": [round(float(v), 7) for v in probs.reshape(-1)]},
+        "digit": lambda: {"name": "digit", "datatype": "INT64", "shape": [n],
+                          "data": digits.tolist()},
     }
+    chunks: list[bytes] = []
+    tensors = [binary_output(name, DATATYPES[name], arrays[name], chunks) if in_binary
+               else json_tensors[name]() for name, in_binary in outputs]
     body: dict[str, Any] = {"model_name": MODEL_NAME, "model_version": predictor.version,
-                            "outputs": [tensors[name] for name in names]}
+                            "outputs": tensors}
     if request_id is not None:
         body["id"] = request_id
-    return body, [int(d) for d in digits]
+    return body, chunks, digits
 
 
 @router.post(
     "/models/{name}/infer",
     response_model=V2InferResponse,
-    responses=ERRORS,
-    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
-        "schema": {"$ref": "#/components/schemas/V2InferRequest"}}}}},
+    responses={**ERRORS, 200: {"content": {BINARY_CONTENT_TYPE: BINARY_BODY}}},
+    openapi_extra={"requestBody": {"required": True, "content": {
+        "application/json": {"schema": {"$ref": "#/components/schemas/V2InferRequest"}},
+        BINARY_CONTENT_TYPE: BINARY_BODY}}},
     summary="Inference",
+    description="JSON tensors, or the binary tensor data extension: a JSON header of "
+    "`Inference-Header-Content-Length` bytes followed by the inputs' raw bytes; outputs asked "
+    "for in binary follow the answer's JSON header the same way.",
 )
 async def infer(name: str, request: Request, serving: ServingDep) -> Response:
     predictor = _predictor(serving.service, name)
     try:
-        payload = parse_json(await request.body())
+        header, binary = split_body(await request.body(), request.headers.get(HEADER))
+        payload = parse_json(header)
     except InputError as exc:
         raise V2Failure(str(exc)) from exc
     max_batch = serving.settings.max_batch
-    body, digits = await run_in_threadpool(infer_sync, predictor, payload, max_batch)
-    serving.registry.count_digits(digits)
-    return json_response(body)
+    body, chunks, digits = await run_in_threadpool(infer_sync, predictor, payload, max_batch,
+                                                   binary)
+    serving.registry.count_digits(digits.tolist())
+    if not chunks:
+        return json_response(body)
+    content, headers = encode(body, chunks)
+    return Response(content, media_type=BINARY_CONTENT_TYPE, headers=headers)

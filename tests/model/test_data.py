@@ -147,3 +147,13 @@ def test_corrupt_cached_file_is_fetched_again(mirror: tuple[str, Path], tmp_path
     data = load_mnist(cache, download=True, mirrors=(url,))
     assert data.test_labels[:3].tolist() == [7, 2, 1]
     assert (cache / f"{spec.name}.gz").read_bytes() == (served / f"{spec.name}.gz").read_bytes()
+
+
+@pytest.mark.parametrize("shape", [(3, 28, 28), (257, 28, 28), (1, 1, 1)])
+def test_pixel_stats_equal_the_float64_definition(shape: tuple[int, ...]) -> None:
+    images = np.random.default_rng(1).integers(0, 256, size=shape, dtype=np.uint8)
+    scaled = images.astype(np.float64) / 255.0
+    mean, std = pixel_stats(images)
+    assert mean == pytest.approx(float(scaled.mean()), rel=1e-14, abs=1e-15)
+    assert std == pytest.approx(float(scaled.std()), rel=1e-12, abs=1e-15)
+    assert pixel_stats(images.astype(np.float32)) == pytest.approx((mean, std), rel=1e-6)
