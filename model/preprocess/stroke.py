@@ -9,6 +9,7 @@ from typing import Final
 
 import numpy as np
 from PIL import Image
+from scipy import ndimage
 
 from model.preprocess.geometry import HI_BOX, SUPERSAMPLE
 
@@ -101,25 +102,9 @@ def _stroke_profile(x: float, width: float, sigma: float) -> tuple[float, float]
 
 
 def _blur(arr: np.ndarray, sigma: float) -> np.ndarray:
-    """Separable Gaussian blur (zero outside), as shifted multiply-adds.
-
-    Deliberately not a matrix product: multi-threaded BLAS on small matrices stalls badly
-    when the cores are busy (30 ms instead of 0.1 ms for a 150x150 product under load).
-    """
-    radius = math.ceil(3.0 * sigma)
-    taps = np.arange(-radius, radius + 1, dtype=np.float32)
-    kernel = np.exp(-(taps * taps) / np.float32(2.0 * sigma * sigma))
-    kernel /= kernel.sum()
-    rows, cols = arr.shape
-    padded = np.pad(arr, ((radius, radius), (0, 0)))
-    out = kernel[0] * padded[0:rows]
-    for k in range(1, 2 * radius + 1):
-        out += kernel[k] * padded[k : k + rows]
-    padded = np.pad(out, ((0, 0), (radius, radius)))
-    out = kernel[0] * padded[:, 0:cols]
-    for k in range(1, 2 * radius + 1):
-        out += kernel[k] * padded[:, k : k + cols]
-    return out
+    """Gaussian blur (zero outside), truncated at ceil(3 sigma), by ``scipy.ndimage``."""
+    return ndimage.gaussian_filter(arr, sigma, mode="constant", cval=0.0,
+                                   radius=math.ceil(3.0 * sigma))
 
 
 def erode(img: np.ndarray, radius: float) -> np.ndarray:
@@ -128,7 +113,10 @@ def erode(img: np.ndarray, radius: float) -> np.ndarray:
 
     Decomposed into horizontal segments, one per row of the disk: the minima over the
     segments [-h, h] are built up for h = 1..R, then combined over the disk's rows, about 4R
-    array operations instead of one per pixel of the disk.
+    array operations instead of one per pixel of the disk. Hand-written because
+    ``scipy.ndimage.grey_erosion`` with the same disk footprint visits every pixel of the disk:
+    on the canvas path's 4x digits it takes 0.13 ms at radius 3 and 0.54 ms at radius 6
+    against 0.04 and 0.06 ms here (tests check the two agree exactly).
     """
     return _erode_disks(img, (radius,))[0]
 
@@ -174,26 +162,9 @@ def _erode_disks(img: np.ndarray, radii: tuple[float, ...]) -> list[np.ndarray]:
 
 def distance_to_background(mask: np.ndarray) -> np.ndarray:
     """Euclidean distance from every True pixel of `mask` to the nearest False one, centre to
-    centre (0 on False pixels; outside the array counts as False), float32.
-
-    Exact and vectorised: the distance along each column comes from running maxima/minima
-    of background row indices, then each row takes min over k of k^2 + column distance^2 at
-    x + k, for |k| up to the largest distance found so far.
-    """
-    m = np.pad(np.asarray(mask, dtype=bool), 1)
-    rows = np.arange(m.shape[0], dtype=np.int32)[:, None]
-    far = np.int32(4 * m.shape[0])
-    above = np.maximum.accumulate(np.where(m, -far, rows), axis=0)
-    below = np.minimum.accumulate(np.where(m, far, rows)[::-1], axis=0)[::-1]
-    column = np.minimum(rows - above, below - rows).astype(np.float32)
-    col2 = column * column
-    d2 = col2.copy()
-    k = 1
-    while k * k < float(d2.max()):
-        np.minimum(d2[:, :-k], col2[:, k:] + np.float32(k * k), out=d2[:, :-k])
-        np.minimum(d2[:, k:], col2[:, :-k] + np.float32(k * k), out=d2[:, k:])
-        k += 1
-    return np.sqrt(d2[1:-1, 1:-1])
+    centre (0 on False pixels; outside the array counts as False), float32."""
+    padded = np.pad(np.asarray(mask, dtype=bool), 1)  # the outside is background
+    return ndimage.distance_transform_edt(padded)[1:-1, 1:-1].astype(np.float32)
 
 
 def ridge_width(hi: np.ndarray) -> float:
@@ -209,13 +180,9 @@ def ridge_width(hi: np.ndarray) -> float:
     if not mask.any():
         return 0.0
     dist = distance_to_background(mask)
-    peak = -erode(-dist, math.sqrt(2.0))  # the maximum over each 3x3 neighbourhood
-    ridge = np.sort(dist[mask & (dist >= peak)])
-    # The percentile, interpolated as np.percentile does (which takes 10x longer here).
-    pos = (ridge.size - 1) * RIDGE_PERCENTILE / 100.0
-    low = math.floor(pos)
-    high = min(low + 1, ridge.size - 1)
-    value = float(ridge[low]) + (pos - low) * float(ridge[high] - ridge[low])
+    ridge = dist[mask & (dist >= ndimage.maximum_filter(dist, size=3))]
+    # np.percentile costs about 0.02 ms here, 2% of a bold drawing's preprocessing.
+    value = float(np.percentile(ridge, RIDGE_PERCENTILE))
     return max(0.0, 2.0 * value - 1.0)
 
 

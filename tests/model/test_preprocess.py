@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
+from scipy import ndimage
 
 from model import preprocess as pp
 from model.data import Mnist
@@ -290,25 +291,20 @@ def test_one_brush_gives_mnist_like_strokes_for_small_and_large_drawings(kind: s
         assert width == pytest.approx(pp.MNIST_STROKE_WIDTH, rel=0.35)
 
 
-def naive_erode(img: np.ndarray, radius: float) -> np.ndarray:
-    """The definition: the minimum over every offset within `radius`, zero outside."""
-    size = int(np.floor(radius))
-    padded = np.pad(img.astype(np.float32), size)
-    out = img.astype(np.float32).copy()
-    for dy in range(-size, size + 1):
-        for dx in range(-size, size + 1):
-            if dy * dy + dx * dx <= radius * radius:
-                window = padded[size + dy : size + dy + img.shape[0],
-                                size + dx : size + dx + img.shape[1]]
-                out = np.minimum(out, window)
-    return out
+def library_erode(img: np.ndarray, radius: float) -> np.ndarray:
+    """The definition, by scipy: the minimum over every offset within `radius`, zero outside."""
+    reach = int(np.floor(radius))
+    dy, dx = np.mgrid[-reach : reach + 1, -reach : reach + 1]
+    disk = dy * dy + dx * dx <= radius * radius
+    return ndimage.grey_erosion(np.asarray(img, dtype=np.float32), footprint=disk,
+                                mode="constant", cval=0.0)
 
 
 @pytest.mark.parametrize("radius", [0.4, 1.0, 1.5, 2.0, 2.9, 4.2, 7.0])
 def test_erode_is_the_minimum_over_a_disk(radius: float) -> None:
     rng = np.random.default_rng(int(radius * 10))
     img = rng.uniform(0, 255, size=(31, 45)).astype(np.float32)
-    assert np.array_equal(pp.erode(img, radius), naive_erode(img, radius))
+    assert np.array_equal(pp.erode(img, radius), library_erode(img, radius))
 
 
 def test_erode_shrinks_a_bar_by_its_radius_on_each_side() -> None:
@@ -325,7 +321,7 @@ def test_erode_smoothly_blends_the_disks_either_side_of_the_radius(radius: float
     img = rng.uniform(0, 255, size=(30, 40)).astype(np.float32)
     low = int(np.floor(radius))
     frac = radius - low
-    want = (1 - frac) * naive_erode(img, low) + frac * naive_erode(img, low + 1)
+    want = (1 - frac) * library_erode(img, low) + frac * library_erode(img, low + 1)
     assert np.allclose(pp.erode_smoothly(img, radius), want, atol=1e-3)
 
 
@@ -350,6 +346,23 @@ def test_distance_to_background_is_the_euclidean_distance(seed: int) -> None:
     shape = (int(rng.integers(1, 40)), int(rng.integers(1, 40)))
     mask = rng.random(shape) < rng.uniform(0.5, 0.97)
     assert np.allclose(pp.distance_to_background(mask), naive_distance(mask), atol=1e-4)
+
+
+@pytest.mark.parametrize("sigma", [1.0, 1.3, 2.6])
+def test_blur_spreads_a_point_as_a_gaussian_cut_at_three_sigma(sigma: float) -> None:
+    """Our use of scipy's filter: zero outside the image, a kernel of radius ceil(3 sigma)."""
+    img = np.zeros((31, 31), dtype=np.float32)
+    img[15, 15] = 1.0
+    out = pp.stroke._blur(img, sigma)
+    reach = int(np.ceil(3 * sigma))
+    taps = np.exp(-np.arange(-reach, reach + 1) ** 2 / (2 * sigma * sigma))
+    taps /= taps.sum()
+    want = np.zeros_like(img)
+    want[15 - reach : 16 + reach, 15 - reach : 16 + reach] = np.outer(taps, taps)
+    assert np.allclose(out, want, atol=1e-6)
+    edge = np.zeros((9, 9), dtype=np.float32)
+    edge[:, 0] = 1.0  # half of it is blurred off the image, not reflected back
+    assert pp.stroke._blur(edge, 1.0)[4].sum() < 0.85
 
 
 @pytest.mark.parametrize("kind", ["1", "7", "0", "4"])
