@@ -32,7 +32,7 @@ if __package__ in (None, ""):  # run as a file: import from the repository root,
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _here]
     sys.path.insert(0, os.path.dirname(_here))
 
-from benchmarks.common import REPO, RESULTS_DIR, limit_threads, machine_info
+from benchmarks.environment import REPO, RESULTS_DIR, limit_threads, machine_info
 
 BENCHMARKS = ("train", "http", "canvas", "load")
 TIME_LIMITS = {"train": 1800, "http": 1800, "canvas": 3600, "load": 1800}  # seconds

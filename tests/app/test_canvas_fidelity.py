@@ -18,7 +18,8 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from app.settings import Settings
-from benchmarks.canvas import CONDITIONS, CanvasReport, evaluate
+from benchmarks.canvas import CanvasReport, evaluate
+from benchmarks.drawing import CONDITIONS
 from model.data import Mnist
 
 SHIPPED_MODEL = Path(__file__).resolve().parents[2] / "models" / "mnist-logreg.safetensors"
