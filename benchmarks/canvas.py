@@ -61,6 +61,27 @@ from benchmarks.drawing import (
     draw_chunk,
     draw_indexed,
 )
+from model.data import Mnist
+
+# --------------------------------------------------------------------------- digits
+
+
+SPLITS = ("valid", "test")
+
+
+def add_split_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--split", choices=SPLITS, default="valid",
+        help="valid: the last 10,000 training digits, for choosing constants (default); "
+             "test: MNIST's test digits, for the final report only")
+
+
+def split_digits(data: Mnist, split: str, limit: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first `limit` digits and labels of the validation or the test split."""
+    images, labels = ((data.valid_images, data.valid_labels) if split == "valid"
+                      else (data.test_images, data.test_labels))
+    return images[:limit], labels[:limit]
+
 
 # --------------------------------------------------------------------------- scoring
 
@@ -211,7 +232,7 @@ def evaluate(client: Client, images: np.ndarray, labels: np.ndarray,
     report = CanvasReport(digits=count, reference=round(float(ref_correct.mean()), 4),
                           overall=float("nan"), conditions=[], tolerance=tolerance)
     if progress:
-        print(f"28x28 accuracy of {count} test digits through the API: "
+        print(f"28x28 accuracy of the {count} digits through the API: "
               f"{100 * report.reference:.2f}%", flush=True)
     all_correct: list[np.ndarray] = []
     pool = (ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"))
@@ -282,8 +303,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from model.data import load_mnist
 
     data = load_mnist(data_dir(), download=False)
-    count = min(args.limit, len(data.test_images))
-    images, labels = data.test_images[:count], data.test_labels[:count]
+    images, labels = split_digits(data, args.split, args.limit)
     conditions = [c for c in CONDITIONS if not args.conditions or c.name in args.conditions]
     started = time.perf_counter()
     env = bench_env()
@@ -308,6 +328,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "machine": machine_info(),
         "model": str(model.relative_to(REPO) if model.is_relative_to(REPO) else model),
         "seed": args.seed,
+        "split": args.split,
         "seconds": round(elapsed, 1),
         **report.to_dict(),
     }
@@ -344,7 +365,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="500 digits instead of 10,000")
-    parser.add_argument("--limit", type=int, default=None, help="number of test digits")
+    parser.add_argument("--limit", type=int, default=None, help="number of digits")
+    add_split_argument(parser)
     parser.add_argument("--conditions", nargs="*", choices=CONDITION_NAMES, default=None,
                         help="only these conditions (default: all)")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)

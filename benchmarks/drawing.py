@@ -287,7 +287,7 @@ def draw(digit: np.ndarray, condition: Condition, rng: np.random.Generator) -> D
 
 def draw_indexed(digit: np.ndarray, index: int, condition: Condition,
                  seed: int = DEFAULT_SEED) -> Drawing:
-    """Test digit number `index` drawn under `condition`, the same in every run."""
+    """Digit number `index` of its split drawn under `condition`, the same in every run."""
     return draw(digit, condition, digit_rng(seed, condition, index))
 
 

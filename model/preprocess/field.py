@@ -150,7 +150,7 @@ def ink_to_mnist(ink: np.ndarray) -> np.ndarray:
     if width > BOLD_GATE * MNIST_HI_WIDTH:
         pen = min(ridge_width(hi), MAX_ERODE_WIDTH * MNIST_HI_WIDTH)
         if pen > ERODE_ABOVE * MNIST_HI_WIDTH:
-            thinner = erode_smoothly(np.pad(hi, 1), (pen - ERODE_TO * MNIST_HI_WIDTH) / 2.0)
+            thinner = erode_smoothly(hi, (pen - ERODE_TO * MNIST_HI_WIDTH) / 2.0)
             if float(thinner.max()) >= MIN_CONTRAST:  # something thicker than the erosion is left
                 logger.debug("pen %.2f eroded towards %.2f", pen, ERODE_TO * MNIST_HI_WIDTH)
                 hi, width = _supersample(thinner)

@@ -55,6 +55,17 @@ RESTROKE_TOLERANCE: Final = 0.05
 RESTROKE_PASSES: Final = 4
 
 
+def zero_border(arr: np.ndarray, margin: int, dtype: type = np.float32) -> np.ndarray:
+    """A copy of the 2-D `arr` as `dtype` inside a border of zeros `margin` wide: what
+    ``np.pad(arr, margin)`` gives, in 3 us instead of 30 (it is called several times a drawing).
+    """
+    arr = np.asarray(arr)
+    rows, cols = arr.shape
+    out = np.zeros((rows + 2 * margin, cols + 2 * margin), dtype=dtype)
+    out[margin : margin + rows, margin : margin + cols] = arr
+    return out
+
+
 def stroke_width(img28: np.ndarray) -> float:
     """Estimated stroke width, in pixels, of a digit image (any 2-D ink map, ink high).
 
@@ -68,7 +79,7 @@ def stroke_width(img28: np.ndarray) -> float:
     too wide (a 1 px line looks like a fainter 2 px one), so thin strokes are measured at
     4x inside ink_to_mnist.
     """
-    x = np.pad(np.asarray(img28, dtype=np.float32), 1)
+    x = zero_border(img28, 1)
     a, b, c, d = x[:-1, :-1], x[:-1, 1:], x[1:, :-1], x[1:, 1:]
     gx = b - a + d - c  # twice the cell's mean x-gradient
     gy = c - a + d - b
@@ -143,7 +154,7 @@ def _erode_disks(img: np.ndarray, radii: tuple[float, ...]) -> list[np.ndarray]:
     if size < 1:
         return [np.array(img, dtype=np.float32) for _ in radii]
     rows_, cols = img.shape
-    padded = np.pad(np.asarray(img, dtype=np.float32), size)
+    padded = zero_border(img, size)
     segments = [padded[:, size : size + cols]]
     for h in range(1, size + 1):
         left, right = padded[:, size - h : size - h + cols], padded[:, size + h : size + h + cols]
@@ -163,7 +174,7 @@ def _erode_disks(img: np.ndarray, radii: tuple[float, ...]) -> list[np.ndarray]:
 def distance_to_background(mask: np.ndarray) -> np.ndarray:
     """Euclidean distance from every True pixel of `mask` to the nearest False one, centre to
     centre (0 on False pixels; outside the array counts as False), float32."""
-    padded = np.pad(np.asarray(mask, dtype=bool), 1)  # the outside is background
+    padded = zero_border(mask, 1, dtype=bool)  # the outside is background
     return ndimage.distance_transform_edt(padded)[1:-1, 1:-1].astype(np.float32)
 
 
@@ -206,7 +217,8 @@ def _normalise_width(hi: np.ndarray, measured: float) -> np.ndarray:
         return hi
     sigma = max(1.0, 0.5 * abs(target - measured))
     margin = math.ceil(3.0 * sigma + target) + 2  # room for the thickened strokes
-    padded = np.pad(hi * (1.0 / 255.0), margin)
+    padded = zero_border(hi, margin)
+    padded *= np.float32(1.0 / 255.0)
     blurred = _blur(padded, sigma)
     top = float(blurred.max())
     level, slope = _stroke_profile(target / 2.0, measured, sigma)
