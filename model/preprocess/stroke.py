@@ -191,10 +191,20 @@ def ridge_width(hi: np.ndarray) -> float:
     if not mask.any():
         return 0.0
     dist = distance_to_background(mask)
-    ridge = dist[mask & (dist >= ndimage.maximum_filter(dist, size=3))]
-    # np.percentile costs about 0.02 ms here, 2% of a bold drawing's preprocessing.
-    value = float(np.percentile(ridge, RIDGE_PERCENTILE))
-    return max(0.0, 2.0 * value - 1.0)
+    ridge = np.sort(dist[mask & (dist >= ndimage.maximum_filter(dist, size=3))])
+    return max(0.0, 2.0 * _percentile(ridge, RIDGE_PERCENTILE) - 1.0)
+
+
+def _percentile(ascending: np.ndarray, q: float) -> float:
+    """np.percentile(ascending, q) of sorted values, interpolated linearly as it does.
+
+    Hand-written because np.percentile's checks cost 0.02 ms on an idle core and 0.07 ms on a
+    busy one, 5% of a bold drawing's preprocessing, against 0.002 ms here (a test compares).
+    """
+    pos = (ascending.size - 1) * q / 100.0
+    low = math.floor(pos)
+    high = min(low + 1, ascending.size - 1)
+    return float(ascending[low]) + (pos - low) * float(ascending[high] - ascending[low])
 
 
 def _normalise_width(hi: np.ndarray, measured: float) -> np.ndarray:

@@ -365,6 +365,14 @@ def test_blur_spreads_a_point_as_a_gaussian_cut_at_three_sigma(sigma: float) -> 
     assert pp.stroke._blur(edge, 1.0)[4].sum() < 0.85
 
 
+@pytest.mark.parametrize("q", [0.0, 25.0, 37.5, 100.0])
+@pytest.mark.parametrize("size", [1, 2, 7, 400])
+def test_percentile_interpolates_as_numpy_does(q: float, size: int) -> None:
+    values = np.sort(np.random.default_rng(size).uniform(0.0, 9.0, size).astype(np.float32))
+    assert pp.stroke._percentile(values, q) == pytest.approx(float(np.percentile(values, q)),
+                                                             abs=1e-5)
+
+
 @pytest.mark.parametrize("kind", ["1", "7", "0", "4"])
 @pytest.mark.parametrize("brush", [16, 30, 48])
 def test_ridge_width_reads_the_pen(kind: str, brush: int) -> None:
