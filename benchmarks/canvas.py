@@ -76,11 +76,16 @@ def add_split_argument(parser: argparse.ArgumentParser) -> None:
              "test: MNIST's test digits, for the final report only")
 
 
-def split_digits(data: Mnist, split: str, limit: int) -> tuple[np.ndarray, np.ndarray]:
-    """The first `limit` digits and labels of the validation or the test split."""
+def split_digits(data: Mnist, split: str, limit: int,
+                 spread: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """`limit` digits and labels of the validation or the test split: the first ones, or with
+    `spread` every (size / limit)-th one (all ten classes in any sample, as CI's test takes)."""
     images, labels = ((data.valid_images, data.valid_labels) if split == "valid"
                       else (data.test_images, data.test_labels))
-    return images[:limit], labels[:limit]
+    if not spread:
+        return images[:limit], labels[:limit]
+    pick = np.linspace(0, len(images) - 1, min(limit, len(images))).round().astype(int)
+    return images[pick], labels[pick]
 
 
 # --------------------------------------------------------------------------- scoring

@@ -21,8 +21,10 @@ It is the tool the constants in model/preprocess were chosen with, on validation
 from __future__ import annotations
 
 import argparse
+import hashlib
 import multiprocessing as mp
 import os
+import pickle
 import statistics
 import sys
 import time
@@ -30,6 +32,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 if __package__ in (None, ""):  # run as a file: import from the repository root, and keep
@@ -67,20 +70,29 @@ def _draw(args: tuple[np.ndarray, int, Condition, int]) -> list[tuple[bytes, flo
 
 
 def draw_all(images: np.ndarray, conditions: Sequence[Condition], seed: int,
-             jobs: int) -> list[Drawings]:
-    """Every image drawn under every condition (the same drawings as benchmarks/canvas.py)."""
+             jobs: int, cache: Path | None = None) -> list[Drawings]:
+    """Every image drawn under every condition (the same drawings as benchmarks/canvas.py),
+    kept in `cache` (a directory) for the next run with the same digits and seed."""
     chunk = 100
     out = []
+    key = hashlib.sha256(images.tobytes() + str(seed).encode()).hexdigest()[:16]
     pool = (ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"))
             if jobs > 1 else None)
     try:
         for condition in conditions:
+            kept = cache / f"{condition.name}-{key}.pickle" if cache else None
+            if kept is not None and kept.exists():
+                out.append(pickle.loads(kept.read_bytes()))
+                continue
             tasks = [(images[i : i + chunk], i, condition, seed)
                      for i in range(0, len(images), chunk)]
             parts = list(pool.map(_draw, tasks) if pool else map(_draw, tasks))
             drawn = [d for part in parts for d in part]
             out.append(Drawings(condition, [d for d, _h in drawn],
                                 np.array([h for _d, h in drawn], dtype=np.float64)))
+            if kept is not None:
+                kept.parent.mkdir(parents=True, exist_ok=True)
+                kept.write_bytes(pickle.dumps(out[-1]))
     finally:
         if pool is not None:
             pool.shutdown()
@@ -192,12 +204,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from model.inference import Predictor
 
     data = load_mnist(data_dir(), download=False)
-    images, labels = split_digits(data, args.split, args.limit)
+    images, labels = split_digits(data, args.split, args.limit, spread=args.spread)
     predictor = Predictor.from_path(args.model, device="cpu")
     reference = predictor.probabilities(images.astype(np.float32)).argmax(axis=1) == labels
     conditions = [c for c in CONDITIONS if not args.conditions or c.name in args.conditions]
     started = time.perf_counter()
-    drawn = draw_all(images, conditions, args.seed, args.jobs)
+    cache = Path(args.cache) if args.cache else None
+    drawn = draw_all(images, conditions, args.seed, args.jobs, cache)
     print(f"drew {len(images)} {args.split} digits x {len(conditions)} conditions in "
           f"{time.perf_counter() - started:.1f} s; load average "
           f"{os.getloadavg()[0]:.2f}", flush=True)
@@ -237,6 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true", help="200 digits instead of 1,000")
     parser.add_argument("--limit", type=int, default=None, help="number of digits")
     add_split_argument(parser)
+    parser.add_argument("--spread", action="store_true",
+                        help="every (10,000 / limit)-th digit instead of the first ones, as the "
+                             "CI test (tests/app/test_canvas_fidelity.py) samples them")
     parser.add_argument("--conditions", nargs="*", choices=CONDITION_NAMES, default=None,
                         help="only these conditions (default: all)")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
@@ -246,6 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="override a preprocessing constant (repeatable)")
     parser.add_argument("--sweep", action="append", default=[], metavar="NAME=V1,V2",
                         help="also run with each of these values of a constant (repeatable)")
+    parser.add_argument("--cache", default=None, metavar="DIR",
+                        help="keep the drawings here and reuse them in later runs")
     parser.add_argument("--model", default=str(SHIPPED_MODEL))
     parser.add_argument("--json", default=None, metavar="PATH", help="write the results here")
     return parser

@@ -12,13 +12,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
 from app.settings import Settings
-from benchmarks.canvas import CanvasReport, evaluate
+from benchmarks.canvas import CanvasReport, evaluate, split_digits
 from benchmarks.drawing import CONDITIONS
 from model.data import Mnist
 
@@ -45,10 +44,10 @@ def client(data_dir: Path) -> Iterator[TestClient]:
 
 @pytest.fixture(scope="module")
 def report(client: TestClient, mnist: Mnist) -> CanvasReport:
-    # Every 10,000 / SAMPLE-th test digit: all ten classes, the same sample every run.
-    pick = np.linspace(0, len(mnist.test_images) - 1, SAMPLE).round().astype(int)
-    return evaluate(client, mnist.test_images[pick], mnist.test_labels[pick], CONDITIONS,
-                    batch=100, jobs=1, single_check=SINGLE_CHECK, tolerance=TOLERANCE)
+    # Every 10,000 / SAMPLE-th validation digit: all ten classes, the same sample every run.
+    images, labels = split_digits(mnist, "valid", SAMPLE, spread=True)
+    return evaluate(client, images, labels, CONDITIONS, batch=100, jobs=1,
+                    single_check=SINGLE_CHECK, tolerance=TOLERANCE)
 
 
 def test_the_shipped_model_reads_the_sample_as_28x28_pixels(report: CanvasReport) -> None:
