@@ -1,6 +1,6 @@
 """A drawing or an uploaded image becomes an MNIST-like 28x28 digit, the way MNIST was made.
 
-The main check: real MNIST test digits, blown up 10x onto a 280x280 canvas, moved off
+The main check: real MNIST validation digits, blown up 10x onto a 280x280 canvas, moved off
 centre and saved the ways a browser or a user might (dark on light, light on dark,
 transparent, PNG or JPEG), come back close to the original 28x28 digits.
 """
@@ -160,11 +160,11 @@ def test_scaled_canvas_digit_comes_back_close_to_original(
     digits: Mnist, style: str, fmt: str
 ) -> None:
     rng = np.random.default_rng(7)
-    picks = rng.choice(len(digits.test_images), N_DIGITS, replace=False)
+    picks = rng.choice(len(digits.valid_images), N_DIGITS, replace=False)
     params = {"quality": 90} if fmt == "JPEG" else {}
     scores, exact = [], []
     for i in picks:
-        original = digits.test_images[i]
+        original = digits.valid_images[i]
         data = encode(as_image(canvas_ink(original, rng), style), fmt, **params)
         out = pp.preprocess_image(data)
         assert out.shape == (28, 28) and out.dtype == np.float32
@@ -647,12 +647,12 @@ def test_mnist_trained_model_reads_canvas_digits_as_well_as_originals(
     except (ImportError, pytest.FixtureLookupError) as exc:
         pytest.skip(f"no trained model available: {exc}")
     rng = np.random.default_rng(11)
-    picks = rng.choice(len(digits.test_images), 300, replace=False)
-    originals = digits.test_images[picks].astype(np.float32)
-    labels = digits.test_labels[picks]
+    picks = rng.choice(len(digits.valid_images), 300, replace=False)
+    originals = digits.valid_images[picks].astype(np.float32)
+    labels = digits.valid_labels[picks]
     canvases = np.stack(
         [
-            pp.preprocess_image(encode(as_image(canvas_ink(digits.test_images[i], rng), style)))
+            pp.preprocess_image(encode(as_image(canvas_ink(digits.valid_images[i], rng), style)))
             for i, style in zip(
                 picks, ["dark_on_light", "transparent", "light_on_dark"] * 100, strict=True
             )
