@@ -40,14 +40,9 @@ if __package__ in (None, ""):  # run as a file: import from the repository root
 import numpy as np
 import orjson
 
-from benchmarks.common import (
-    ServerProcess,
-    bench_env,
-    cpu_seconds,
-    data_dir,
-    finish,
-    machine_info,
-)
+from benchmarks.environment import bench_env, data_dir, machine_info
+from benchmarks.reporting import finish
+from benchmarks.servers import ServerProcess, cpu_seconds
 
 N_IMAGES = 1000
 INFER = "/v2/models/mnist-logreg/infer"

@@ -32,19 +32,10 @@ if __package__ in (None, ""):  # run as a file: import from the repository root
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _here]
     sys.path.insert(0, os.path.dirname(_here))
 
-from benchmarks.common import (
-    SHIPPED_MODEL,
-    Request,
-    ServerProcess,
-    bench_env,
-    data_dir,
-    finish,
-    http_get,
-    json_request,
-    limit_threads,
-    machine_info,
-    run_load,
-)
+from benchmarks.environment import SHIPPED_MODEL, bench_env, data_dir, limit_threads, machine_info
+from benchmarks.loadgen import Request, json_request, run_load
+from benchmarks.reporting import finish
+from benchmarks.servers import ServerProcess, http_get
 
 
 def correction_requests(images: Any, labels: Any, start: int, count: int) -> list[Request]:

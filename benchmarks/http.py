@@ -2,7 +2,7 @@
 
 Starts `mnist-canvas serve` on 127.0.0.1 with the shipped model (1 worker, then 2 workers) and
 drives it from separate load-generator processes (a raw asyncio HTTP/1.1 keep-alive client,
-see benchmarks.common) at concurrency 16 and 64, each for a fixed time, sending:
+see benchmarks.loadgen) at concurrency 16 and 64, each for a fixed time, sending:
 
 * png:     POST /api/predict, multipart upload (field `file`) of a 280x280 PNG drawing
 * dataurl: POST /api/predict, JSON {"image": "data:image/png;base64,..."}: a 280x280
@@ -43,22 +43,17 @@ if __package__ in (None, ""):  # run as a file: import from the repository root,
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _here]
     sys.path.insert(0, os.path.dirname(_here))
 
-from benchmarks.common import (
+from benchmarks.environment import (
     REPO,
     SHIPPED_MODEL,
-    Request,
-    ServerProcess,
     bench_env,
-    build_request,
     data_dir,
-    finish,
-    json_request,
     limit_threads,
     machine_info,
-    multipart_request,
-    run_load,
-    sequential_latency,
 )
+from benchmarks.loadgen import Request, build_request, json_request, multipart_request, run_load
+from benchmarks.reporting import finish
+from benchmarks.servers import ServerProcess, sequential_latency
 
 KINDS = ("png", "dataurl", "pixels")
 GOALS = {"png": 0.35, "pixels": 0.5}
@@ -70,7 +65,7 @@ N_PAYLOADS = 32  # distinct digits cycled through, so no answer is the same twic
 
 def payloads(count: int = N_PAYLOADS) -> dict[str, list[Request]]:
     """Prebuilt requests of each kind, from the first `count` MNIST test digits."""
-    from benchmarks.canvas import CONDITIONS, draw_indexed
+    from benchmarks.drawing import CONDITIONS, draw_indexed
     from model.data import load_mnist
 
     data = load_mnist(data_dir(), download=False)
@@ -112,7 +107,7 @@ def preprocess_cost(count: int) -> dict[str, Any]:
     """Mean ms of preprocess_image over `count` canvas PNGs, in this process."""
     from threadpoolctl import threadpool_info, threadpool_limits
 
-    from benchmarks.canvas import CONDITIONS, draw_indexed
+    from benchmarks.drawing import CONDITIONS, draw_indexed
     from model.data import load_mnist
     from model.preprocess import preprocess_image
 

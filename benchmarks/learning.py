@@ -32,7 +32,8 @@ if __package__ in (None, ""):
 
 import numpy as np
 
-from benchmarks.common import REPO, SHIPPED_MODEL, data_dir, finish, limit_threads, machine_info
+from benchmarks.environment import REPO, SHIPPED_MODEL, data_dir, limit_threads, machine_info
+from benchmarks.reporting import finish
 from benchmarks.writers import draw_writers
 
 SEED = 2026  # correction and held-out writers

@@ -32,22 +32,17 @@ if __package__ in (None, ""):  # run as a file: import from the repository root,
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _here]
     sys.path.insert(0, os.path.dirname(_here))
 
-from benchmarks.common import (
-    SHIPPED_MODEL,
+from benchmarks.environment import SHIPPED_MODEL, bench_env, data_dir, limit_threads, machine_info
+from benchmarks.loadgen import (
     LoadResult,
     Request,
-    ServerProcess,
-    bench_env,
     build_request,
-    data_dir,
-    finish,
     json_request,
-    limit_threads,
-    machine_info,
     multipart_request,
-    rss_bytes,
     run_load,
 )
+from benchmarks.reporting import finish
+from benchmarks.servers import ServerProcess, rss_bytes
 
 KINDS = ("pixels", "dataurl", "png", "batch8", "healthz", "model")
 GROWTH_LIMIT = 0.10
@@ -55,7 +50,7 @@ GROWTH_LIMIT = 0.10
 
 def mixed_requests(count: int = 24) -> list[Request]:
     """The rotation: one request of each kind per digit, `count` digits."""
-    from benchmarks.canvas import CONDITIONS, draw_indexed
+    from benchmarks.drawing import CONDITIONS, draw_indexed
     from model.data import load_mnist
 
     data = load_mnist(data_dir(), download=False)

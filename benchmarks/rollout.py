@@ -15,7 +15,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import SHIPPED_MODEL, ServerProcess, bench_env, http_get
+from benchmarks.environment import SHIPPED_MODEL, bench_env
+from benchmarks.servers import ServerProcess, http_get
 
 SWAP = re.compile(r"^(\S+ \S+) INFO app\.rollout: hot reload: worker (\d+) now serves registry "
                   r"version (\d+)", re.MULTILINE)

@@ -1,7 +1,8 @@
 """Run every benchmark and write one report: benchmarks/results/report.json and report.md.
 
 Runs, each as its own process with --json: benchmarks.train, benchmarks.http,
-benchmarks.canvas (all 10,000 test digits) and benchmarks.load, then writes the combined
+benchmarks.canvas (all 10,000 validation digits; --canvas-split test for the final report on
+MNIST's test digits) and benchmarks.load, then writes the combined
 results and a Markdown summary (date, machine, versions, the command, one table per benchmark)
 ready to paste into the README.
 
@@ -22,6 +23,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,20 +34,21 @@ if __package__ in (None, ""):  # run as a file: import from the repository root,
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _here]
     sys.path.insert(0, os.path.dirname(_here))
 
-from benchmarks.common import REPO, RESULTS_DIR, limit_threads, machine_info
+from benchmarks.environment import REPO, RESULTS_DIR, limit_threads, machine_info
 
 BENCHMARKS = ("train", "http", "batch", "canvas", "load")
 TIME_LIMITS = {"train": 1800, "http": 1800, "batch": 900, "canvas": 3600,
                "load": 1800}  # seconds
 
 
-def run_one(name: str, quick: bool, results: Path) -> dict[str, Any]:
+def run_one(name: str, quick: bool, results: Path, extra: Sequence[str] = ()) -> dict[str, Any]:
     """Run one benchmark module; its JSON result (or why there is none) and its exit status."""
     out = results / f"{name}.json"
     out.unlink(missing_ok=True)
     args = [sys.executable, "-m", f"benchmarks.{name}", "--json", str(out)]
     if quick:
         args.append("--quick")
+    args += extra
     print(f"\n=== {name}: {' '.join(args[1:])}", flush=True)
     started = time.perf_counter()
     try:
@@ -150,6 +153,10 @@ def md_http(r: dict[str, Any]) -> list[str]:
     return lines
 
 
+SPLIT_NAMES = {"valid": "validation digits (the last 10,000 of MNIST's training file)",
+               "test": "MNIST test digits (final test numbers)"}
+
+
 def md_canvas(r: dict[str, Any]) -> list[str]:
     lines = [
         "| condition | accuracy | 28x28, same digits | difference | small | medium | large "
@@ -166,9 +173,10 @@ def md_canvas(r: dict[str, Any]) -> list[str]:
                      f"{100 * (r['overall'] - r['reference']):+.2f} pt | | | | |")
         lines.append("")
         lines.append(
-            f"{r['digits']} MNIST test digits per condition, drawn on 280x280 canvases at random "
-            "positions and sizes (small/medium/large: ink height in thirds of 25-90% of the "
-            "canvas), rotated up to 10 degrees, sent as data URLs through the live API. "
+            f"{r['digits']} {SPLIT_NAMES[r.get('split', 'test')]} per condition, drawn on "
+            "280x280 canvases at random positions and sizes (small/medium/large: ink height in "
+            "thirds of 25-90% of the canvas), rotated up to 10 degrees, sent as data URLs "
+            "through the live API. "
             f"/api/predict vs /api/predict/batch on {r['single_checked']} drawings: "
             f"{r['single_digit_mismatches']} different digits.")
     return lines
@@ -235,12 +243,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="each benchmark's --quick")
     parser.add_argument("--only", nargs="+", choices=BENCHMARKS, default=list(BENCHMARKS))
     parser.add_argument("--results-dir", default=str(RESULTS_DIR))
+    parser.add_argument("--canvas-split", choices=("valid", "test"), default="valid",
+                        help="digits the canvas benchmark draws (test: the final report only)")
     args = parser.parse_args(argv)
     limit_threads()
     results_dir = Path(args.results_dir)
     results_dir.mkdir(parents=True, exist_ok=True)
     started = datetime.now(UTC)
-    results = {name: run_one(name, args.quick, results_dir)
+    extra = {"canvas": ["--split", args.canvas_split]}
+    results = {name: run_one(name, args.quick, results_dir, extra.get(name, ()))
                for name in BENCHMARKS if name in args.only}
     report = {
         "date": started.isoformat(timespec="seconds"),

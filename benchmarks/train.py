@@ -64,7 +64,8 @@ if __package__ in (None, ""):  # run as a file: import from the repository root,
 import numpy as np
 import torch
 
-from benchmarks.common import REPO, data_dir, finish, machine_info
+from benchmarks.environment import REPO, data_dir, machine_info
+from benchmarks.reporting import finish
 from model.data import Mnist, load_mnist, pixel_stats
 from model.training import TrainConfig, to_inputs, train
 

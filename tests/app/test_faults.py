@@ -30,9 +30,9 @@ from typing import Any
 
 import pytest
 
-from benchmarks.common import stop_process
 from model.checkpoint import load_checkpoint
 from model.data import FILES, MnistDataError, load_mnist
+from tests.processes import free_port, stop_process
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED_MODEL = REPO / "models" / "mnist-logreg.safetensors"
@@ -45,12 +45,6 @@ EPOCH_LINE = re.compile(r"(?:^|train: )\s*0\s+\d+\.\d+\s+\d+\.\d+\s+\d+\.\d+\s*$
 
 
 # --------------------------------------------------------------------------- subprocesses
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Proc:
@@ -128,7 +122,7 @@ class Server(Proc):
 
     def __init__(self, model_path: Path, data_dir: Path, train_on_start: str,
                  preexec: Callable[[], None] | None = None) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         env = _env(model_path, data_dir, train_on_start, MNIST_CANVAS_HOST="127.0.0.1",
                    MNIST_CANVAS_PORT=str(self.port))
         super().__init__(["-m", "app.cli", "serve"], env, preexec)

@@ -1,6 +1,6 @@
 """A drawing or an uploaded image becomes an MNIST-like 28x28 digit, the way MNIST was made.
 
-The main check: real MNIST test digits, blown up 10x onto a 280x280 canvas, moved off
+The main check: real MNIST validation digits, blown up 10x onto a 280x280 canvas, moved off
 centre and saved the ways a browser or a user might (dark on light, light on dark,
 transparent, PNG or JPEG), come back close to the original 28x28 digits.
 """
@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
+from scipy import ndimage
 
 from model import preprocess as pp
 from model.data import Mnist
@@ -159,11 +160,11 @@ def test_scaled_canvas_digit_comes_back_close_to_original(
     digits: Mnist, style: str, fmt: str
 ) -> None:
     rng = np.random.default_rng(7)
-    picks = rng.choice(len(digits.test_images), N_DIGITS, replace=False)
+    picks = rng.choice(len(digits.valid_images), N_DIGITS, replace=False)
     params = {"quality": 90} if fmt == "JPEG" else {}
     scores, exact = [], []
     for i in picks:
-        original = digits.test_images[i]
+        original = digits.valid_images[i]
         data = encode(as_image(canvas_ink(original, rng), style), fmt, **params)
         out = pp.preprocess_image(data)
         assert out.shape == (28, 28) and out.dtype == np.float32
@@ -290,25 +291,20 @@ def test_one_brush_gives_mnist_like_strokes_for_small_and_large_drawings(kind: s
         assert width == pytest.approx(pp.MNIST_STROKE_WIDTH, rel=0.35)
 
 
-def naive_erode(img: np.ndarray, radius: float) -> np.ndarray:
-    """The definition: the minimum over every offset within `radius`, zero outside."""
-    size = int(np.floor(radius))
-    padded = np.pad(img.astype(np.float32), size)
-    out = img.astype(np.float32).copy()
-    for dy in range(-size, size + 1):
-        for dx in range(-size, size + 1):
-            if dy * dy + dx * dx <= radius * radius:
-                window = padded[size + dy : size + dy + img.shape[0],
-                                size + dx : size + dx + img.shape[1]]
-                out = np.minimum(out, window)
-    return out
+def library_erode(img: np.ndarray, radius: float) -> np.ndarray:
+    """The definition, by scipy: the minimum over every offset within `radius`, zero outside."""
+    reach = int(np.floor(radius))
+    dy, dx = np.mgrid[-reach : reach + 1, -reach : reach + 1]
+    disk = dy * dy + dx * dx <= radius * radius
+    return ndimage.grey_erosion(np.asarray(img, dtype=np.float32), footprint=disk,
+                                mode="constant", cval=0.0)
 
 
 @pytest.mark.parametrize("radius", [0.4, 1.0, 1.5, 2.0, 2.9, 4.2, 7.0])
 def test_erode_is_the_minimum_over_a_disk(radius: float) -> None:
     rng = np.random.default_rng(int(radius * 10))
     img = rng.uniform(0, 255, size=(31, 45)).astype(np.float32)
-    assert np.array_equal(pp.erode(img, radius), naive_erode(img, radius))
+    assert np.array_equal(pp.erode(img, radius), library_erode(img, radius))
 
 
 def test_erode_shrinks_a_bar_by_its_radius_on_each_side() -> None:
@@ -325,7 +321,7 @@ def test_erode_smoothly_blends_the_disks_either_side_of_the_radius(radius: float
     img = rng.uniform(0, 255, size=(30, 40)).astype(np.float32)
     low = int(np.floor(radius))
     frac = radius - low
-    want = (1 - frac) * naive_erode(img, low) + frac * naive_erode(img, low + 1)
+    want = (1 - frac) * library_erode(img, low) + frac * library_erode(img, low + 1)
     assert np.allclose(pp.erode_smoothly(img, radius), want, atol=1e-3)
 
 
@@ -350,6 +346,31 @@ def test_distance_to_background_is_the_euclidean_distance(seed: int) -> None:
     shape = (int(rng.integers(1, 40)), int(rng.integers(1, 40)))
     mask = rng.random(shape) < rng.uniform(0.5, 0.97)
     assert np.allclose(pp.distance_to_background(mask), naive_distance(mask), atol=1e-4)
+
+
+@pytest.mark.parametrize("sigma", [1.0, 1.3, 2.6])
+def test_blur_spreads_a_point_as_a_gaussian_cut_at_three_sigma(sigma: float) -> None:
+    """Our use of scipy's filter: zero outside the image, a kernel of radius ceil(3 sigma)."""
+    img = np.zeros((31, 31), dtype=np.float32)
+    img[15, 15] = 1.0
+    out = pp.stroke._blur(img, sigma)
+    reach = int(np.ceil(3 * sigma))
+    taps = np.exp(-np.arange(-reach, reach + 1) ** 2 / (2 * sigma * sigma))
+    taps /= taps.sum()
+    want = np.zeros_like(img)
+    want[15 - reach : 16 + reach, 15 - reach : 16 + reach] = np.outer(taps, taps)
+    assert np.allclose(out, want, atol=1e-6)
+    edge = np.zeros((9, 9), dtype=np.float32)
+    edge[:, 0] = 1.0  # half of it is blurred off the image, not reflected back
+    assert pp.stroke._blur(edge, 1.0)[4].sum() < 0.85
+
+
+@pytest.mark.parametrize("q", [0.0, 25.0, 37.5, 100.0])
+@pytest.mark.parametrize("size", [1, 2, 7, 400])
+def test_percentile_interpolates_as_numpy_does(q: float, size: int) -> None:
+    values = np.sort(np.random.default_rng(size).uniform(0.0, 9.0, size).astype(np.float32))
+    assert pp.stroke._percentile(values, q) == pytest.approx(float(np.percentile(values, q)),
+                                                             abs=1e-5)
 
 
 @pytest.mark.parametrize("kind", ["1", "7", "0", "4"])
@@ -626,12 +647,12 @@ def test_mnist_trained_model_reads_canvas_digits_as_well_as_originals(
     except (ImportError, pytest.FixtureLookupError) as exc:
         pytest.skip(f"no trained model available: {exc}")
     rng = np.random.default_rng(11)
-    picks = rng.choice(len(digits.test_images), 300, replace=False)
-    originals = digits.test_images[picks].astype(np.float32)
-    labels = digits.test_labels[picks]
+    picks = rng.choice(len(digits.valid_images), 300, replace=False)
+    originals = digits.valid_images[picks].astype(np.float32)
+    labels = digits.valid_labels[picks]
     canvases = np.stack(
         [
-            pp.preprocess_image(encode(as_image(canvas_ink(digits.test_images[i], rng), style)))
+            pp.preprocess_image(encode(as_image(canvas_ink(digits.valid_images[i], rng), style)))
             for i, style in zip(
                 picks, ["dark_on_light", "transparent", "light_on_dark"] * 100, strict=True
             )

@@ -1,45 +1,23 @@
-"""The benchmarks' own machinery: drawing digits, the raw HTTP client, statistics."""
+"""benchmarks/loadgen.py: the raw HTTP/1.1 client, its requests and what it counts."""
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import io
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import numpy as np
 import pytest
-from PIL import Image
 
-from benchmarks.canvas import (
-    CANVAS,
-    CONDITIONS,
-    HEIGHT_RANGE,
-    Condition,
-    draw_indexed,
-    render_ink,
-    thin,
-)
-from benchmarks.common import (
+from benchmarks.loadgen import (
     LoadResult,
     build_request,
     json_request,
     multipart_request,
-    percentile,
     read_response,
     run_load,
 )
-
-
-def test_percentile_is_nearest_rank() -> None:
-    values = [float(v) for v in range(1, 101)]
-    assert percentile(values, 50) == 50.0
-    assert percentile(values, 99) == 99.0
-    assert percentile(values, 100) == 100.0
-    assert percentile([3.0], 99) == 3.0
-    assert np.isnan(percentile([], 50))
 
 
 def test_load_results_merge_and_count_failures() -> None:
@@ -84,47 +62,6 @@ def test_requests_are_well_formed_http() -> None:
     assert f"Content-Length: {len(body)}".encode() in head and body == b'{"pixels":[0,0,0]}'
     upload = multipart_request("u", "/api/predict", "file", "d.png", b"PNGDATA", "image/png").raw
     assert b'name="file"; filename="d.png"' in upload and b"PNGDATA" in upload
-
-
-def test_thin_leaves_a_one_pixel_line() -> None:
-    mask = np.zeros((20, 40), dtype=bool)
-    mask[8:13, 5:35] = True  # a bar 5 px thick
-    skeleton = thin(mask)
-    assert skeleton.any()
-    assert skeleton.sum(axis=0).max() == 1  # one pixel thick everywhere
-    rows = np.flatnonzero(skeleton.any(axis=1))
-    assert rows.min() >= 8 and rows.max() <= 12
-
-
-def _digit() -> np.ndarray:
-    """A synthetic '0': a ring 20 px tall in a 28x28 field."""
-    yy, xx = np.mgrid[0:28, 0:28]
-    r = np.hypot((yy - 13.5) / 10.0, (xx - 13.5) / 7.0)
-    return np.clip((1.0 - np.abs(r - 0.85) * 6) * 255, 0, 255).astype(np.uint8)
-
-
-@pytest.mark.parametrize("condition", CONDITIONS, ids=lambda c: c.name)
-def test_drawings_are_decodable_canvases_of_the_promised_kind(condition: Condition) -> None:
-    drawing = draw_indexed(_digit(), 7, condition)
-    image = Image.open(io.BytesIO(drawing.data))
-    assert image.size == (CANVAS, CANVAS)
-    assert image.format == condition.fmt.upper()
-    assert image.mode == ("RGBA" if condition.style == "transparent" else "RGB")
-    assert drawing.data_url().startswith(f"data:{drawing.mime};base64,")
-    low, high = HEIGHT_RANGE
-    # The ink's own height: the box of pixels >= 128 plus anti-aliasing or a round brush.
-    assert low * CANVAS * 0.8 <= drawing.height <= high * CANVAS + 0.1 * CANVAS
-
-
-def test_drawing_is_deterministic_and_stays_inside_the_canvas() -> None:
-    condition = CONDITIONS[0]
-    assert draw_indexed(_digit(), 3, condition).data == draw_indexed(_digit(), 3, condition).data
-    assert draw_indexed(_digit(), 3, condition).data != draw_indexed(_digit(), 4, condition).data
-    for seed in range(20):
-        ink, _h, angle, _b = render_ink(_digit(), condition, np.random.default_rng(seed))
-        assert abs(angle) <= 10.0
-        assert ink[:2].max() == 0 and ink[-2:].max() == 0  # a margin is kept
-        assert ink[:, :2].max() == 0 and ink[:, -2:].max() == 0
 
 
 class _Handler(BaseHTTPRequestHandler):
