@@ -6,7 +6,6 @@ Run it with `mnist-canvas serve` (or `uvicorn app.main:app`).
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
@@ -19,8 +18,8 @@ from app.routes import health, metrics, model_info, pages, predict, v2
 from app.schemas import BatchJSON, PredictJSON, PredictUpload, V2InferRequest
 from app.service import ModelService
 from app.settings import Settings
+from model.resources import package_dir
 
-STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
 # Schemas referenced by hand-written request bodies (routes that accept several content types).
 EXTRA_SCHEMAS = (PredictJSON, PredictUpload, BatchJSON, V2InferRequest)
 
@@ -43,7 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app, settings.max_body_bytes)
     for module in (health, predict, model_info, v2, metrics, pages):
         app.include_router(module.router)
-    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.mount("/static", StaticFiles(directory=package_dir("app.static")), name="static")
     # FastAPI's body limit counts the bytes that arrive (chunked bodies, lying clients) but
     # answers a declared oversize Content-Length in plain text; this outermost layer answers
     # that case first, in JSON with a sentence.
