@@ -36,6 +36,11 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     workers: int = Field(1, ge=1)
+    # Not MNIST_CANVAS_*: prometheus_client reads this variable itself when it is imported.
+    prometheus_multiproc_dir: Path | None = Field(
+        None, validation_alias="PROMETHEUS_MULTIPROC_DIR",
+        description="where the workers share their metrics; `serve` makes a fresh one per start",
+    )
 
     @field_validator("log_level", mode="before")
     @classmethod
