@@ -127,6 +127,16 @@ class Registry:
     def __init__(self, *, multiprocess_dir: Path | None = None) -> None:
         self.multiprocess_dir = multiprocess_dir
         self._version: str | None = None
+        mine = f"_{os.getpid()}.db"
+        if multiprocess_dir is not None and not any(
+            path.name.endswith(mine) for path in multiprocess_dir.glob("*.db")
+        ):
+            # prometheus_client chooses where values live when it is imported: imported before
+            # the variable was set, this process would count in memory and /metrics miss it.
+            raise RuntimeError(
+                f"PROMETHEUS_MULTIPROC_DIR is {multiprocess_dir}, but this process writes no "
+                "metrics there: set it before prometheus_client is imported."
+            )
 
     def count_digits(self, digits: Iterable[int]) -> None:
         # One increment per digit seen (a file write each in multiprocess mode), not per item.
@@ -187,6 +197,7 @@ class MetricsMiddleware:
                 count(scope, message["status"], timings)
             await send(message)
 
+        self.registry.serving(self.model_version())  # before: a scrape shows its own worker
         IN_PROGRESS.inc()
         try:
             await self.app(scope, receive, send_wrapper)
@@ -196,7 +207,6 @@ class MetricsMiddleware:
             if not counted:
                 count(scope, 500, timings)
             LATENCY.labels(route=route_label(scope)).observe(time.perf_counter() - started)
-            self.registry.serving(self.model_version())
 
 
 def route_label(scope: Scope) -> str:

@@ -7,6 +7,8 @@ import json
 import os
 import re
 import signal
+import subprocess
+import sys
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +22,7 @@ from model.data import Mnist
 from tests.live import LiveServer
 from tests.scrape import total
 
+REPO = Path(__file__).resolve().parents[2]
 N = 48  # predictions, sent from several threads so that both workers answer some
 
 
@@ -64,6 +67,18 @@ def test_metrics_time_preprocessing_and_the_model_per_request(client: TestClient
     assert total(after, "mnist_canvas_requests_in_progress") == 1  # this scrape
     version = client.get("/readyz").json()["model_version"]
     assert total(after, "mnist_canvas_model_info", model_version=version) == 1
+
+
+def test_multiprocess_mode_refuses_a_process_that_counts_in_memory(tmp_path: Path) -> None:
+    """prometheus_client imported before PROMETHEUS_MULTIPROC_DIR was set counts in memory:
+    the app says so at start instead of serving metrics that miss this worker."""
+    code = ("import sys; from pathlib import Path; from app.metrics import Registry; "
+            "Registry(multiprocess_dir=Path(sys.argv[1]))")
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    run = subprocess.run([sys.executable, "-c", code, str(tmp_path)], env=env, cwd=REPO,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode != 0
+    assert "set it before prometheus_client is imported" in run.stderr
 
 
 @pytest.mark.slow
