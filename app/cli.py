@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -19,14 +20,40 @@ from model.device import DEVICES
 logger = logging.getLogger(__name__)
 
 
+class Stopped(Exception):
+    """A stop signal, raised so that cleanup runs before the process ends by it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise Stopped(signum)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     # A fresh, empty directory per server start, where every worker writes its metrics (set
     # before anything imports prometheus_client, which picks its storage at import); removed
-    # when the server stops.
-    with tempfile.TemporaryDirectory(prefix="mnist-canvas-metrics-") as metrics_dir:
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-        logger.info("workers share their metrics in %s", metrics_dir)
-        return serve(args)
+    # when the server stops. uvicorn shuts down gracefully on SIGTERM/SIGINT, then raises the
+    # signal again for the handler it found: with the default one the process would end
+    # there, before the directory is removed; this one raises Stopped, and once the
+    # directory is gone the signal ends the process as usual (its exit status unchanged).
+    stopped: int | None = None
+    handlers = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        with tempfile.TemporaryDirectory(prefix="mnist-canvas-metrics-") as metrics_dir:
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+            logger.info("workers share their metrics in %s", metrics_dir)
+            return serve(args)
+    except Stopped as exc:
+        stopped = exc.signum
+        return 128 + stopped
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+        if stopped is not None:
+            signal.raise_signal(stopped)
 
 
 def serve(args: argparse.Namespace) -> int:

@@ -124,3 +124,25 @@ def test_two_workers_every_scrape_counts_every_request(
         assert counts(scrape(server.url)) == expected
         assert len(now) <= 2
     assert not shared.exists(), "the metrics directory outlived the server"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_one_worker_server_removes_its_metrics_directory_when_stopped(
+    tmp_path: Path, data_dir: Path, stop: signal.Signals
+) -> None:
+    """uvicorn raises the stop signal again after its graceful shutdown; the directory must
+    be gone all the same, and the process still ends by that signal."""
+    server = LiveServer(model_path=None, data_dir=data_dir, log_path=tmp_path / "server.log",
+                        MNIST_CANVAS_TRAIN_ON_START="never", MNIST_CANVAS_LOG_LEVEL="info")
+    with server:
+        server.wait_ready()
+        found = re.search(r"workers share their metrics in (\S+)", server.log())
+        assert found, server.log()
+        shared = Path(found.group(1))
+        assert any(shared.glob("*.db"))
+        assert server.process is not None
+        server.process.send_signal(stop)
+        returncode = server.process.wait(timeout=30)
+    assert not shared.exists(), "the metrics directory outlived the server"
+    assert returncode in (-stop, 128 + stop), returncode
