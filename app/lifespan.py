@@ -34,3 +34,4 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         watcher.stop()
         database.dispose()
+        app.state.registry.worker_exit()

@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse, Response
 from app.deps import ServiceDep, ServingDep
 from app.inputs import InputError
 from app.jsonio import json_response, parse_json
+from app.metrics import timed
 from app.schemas import (
     V2Error,
     V2InferResponse,
@@ -190,7 +191,8 @@ def infer_sync(predictor: Predictor, payload: Any, max_batch: int,
                                                               np.ndarray]:
     """The answer's JSON, the bytes of its binary outputs (in order) and the digits."""
     pixels, outputs, request_id = parse_infer(payload, max_batch, binary)
-    probs = predictor.probabilities(pixels)
+    with timed("predict"):
+        probs = predictor.probabilities(pixels)
     digits = probs.argmax(axis=1)
     n = len(pixels)
     arrays = {"probabilities": probs, "digit": digits}
