@@ -61,9 +61,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from app.service import StartupError, preflight
-
     from app.db import DatabaseConfigError, database_url
+    from app.service import StartupError, preflight
 
     settings: Settings = args.settings.model_copy(update={
         "model_path": args.model, "data_dir": args.data_dir, "device": args.device,
