@@ -39,9 +39,29 @@ def cmd_serve(args: argparse.Namespace) -> int:
         workers=args.workers or settings.workers,
         log_level=settings.log_level,
         access_log=settings.access_log,
-        timeout_graceful_shutdown=10,
+        # The listener's limits (app/listener.py); production runs behind nginx as well.
+        http=http_protocol(),
+        h11_max_incomplete_event_size=settings.max_header_bytes,
+        timeout_keep_alive=settings.keep_alive_s,
+        # SIGTERM first drains for up to shutdown_grace_s (app/shutdown.py); this is uvicorn's
+        # last resort after that, for a request that still runs (answered with a JSON 503).
+        timeout_graceful_shutdown=LAST_RESORT_S,
     )
     return 0
+
+
+#: Seconds uvicorn waits after the drain before it cancels what still runs. Work checks the
+#: grace between items and single images decode in well under a second, so this is rarely hit.
+LAST_RESORT_S = 5
+
+
+def http_protocol() -> str:
+    """uvicorn's fastest HTTP protocol, with the head limits, as an import string."""
+    try:
+        import httptools  # noqa: F401
+    except ImportError:
+        return "app.listener:GuardedH11Protocol"
+    return "app.listener:GuardedHttpToolsProtocol"
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from model.preprocess import PreprocessError, preprocess_image, preprocess_pixels
+from model.preprocess import PreprocessError, image_size, preprocess_image, preprocess_pixels
 
 DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^,;]*)*?)(;base64)?,", re.I)
 IMAGE_MIME_PREFIX = "image/"
@@ -70,6 +70,15 @@ def image_from_bytes(data: bytes, max_pixels: int) -> np.ndarray:
         return preprocess_image(data, max_pixels=max_pixels)
     except PreprocessError as exc:
         raise InputError(str(exc), status_for(exc.code), exc.code) from exc
+
+
+def image_pixels(data: bytes, max_pixels: int) -> int:
+    """Width x height of an image from its header alone (nothing decoded), within `max_pixels`."""
+    try:
+        width, height = image_size(data, max_pixels=max_pixels)
+    except PreprocessError as exc:
+        raise InputError(str(exc), status_for(exc.code), exc.code) from exc
+    return width * height
 
 
 def status_for(code: str) -> int:

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app.service import ModelService, StartupError
+from app.shutdown import install_drain
 
 logger = logging.getLogger(__name__)
 
@@ -21,4 +22,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     except StartupError as exc:
         logger.error("startup failed: %s", exc)
         raise
-    yield
+    # SIGTERM drains first (readiness 503, requests in flight finish), then the server stops.
+    undo = install_drain(app.state.drain, service.settings.shutdown_grace_s)
+    try:
+        yield
+    finally:
+        undo()

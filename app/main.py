@@ -14,11 +14,14 @@ from fastapi.staticfiles import StaticFiles
 
 from app.errors import ContentLengthLimit, install_error_handlers
 from app.lifespan import lifespan
+from app.limits import RequestDeadline, limiter_for
 from app.metrics import MetricsMiddleware, Registry
-from app.routes import health, metrics, model_info, pages, predict, v2
+from app.routes import docs, health, metrics, model_info, pages, predict, v2
 from app.schemas import BatchJSON, PredictJSON, PredictUpload, V2InferRequest
+from app.security import SecurityHeaders
 from app.service import ModelService
 from app.settings import Settings
+from app.shutdown import Drain, DrainMiddleware
 
 STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
 # Schemas referenced by hand-written request bodies (routes that accept several content types).
@@ -36,14 +39,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
         max_body_size=settings.max_body_bytes,
+        docs_url=None,  # app/routes/docs.py serves it without a CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.service = ModelService(settings)
     app.state.registry = Registry()
+    app.state.limiter = limiter_for(settings)
+    app.state.drain = Drain()
     install_error_handlers(app, settings.max_body_bytes)
-    for module in (health, predict, model_info, v2, metrics, pages):
+    for module in (health, predict, model_info, v2, metrics, pages, docs):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    # Innermost first: the deadline starts when a request arrives, the drain counts it, and
+    # every answer (the drain's 503s included) carries the security headers.
+    app.add_middleware(RequestDeadline, timeout_s=settings.request_timeout_s)
+    app.add_middleware(DrainMiddleware, drain=app.state.drain)
+    app.add_middleware(SecurityHeaders)
     # FastAPI's body limit counts the bytes that arrive (chunked bodies, lying clients) but
     # answers a declared oversize Content-Length in plain text; this outermost layer answers
     # that case first, in JSON with a sentence.

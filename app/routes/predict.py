@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from starlette.datastructures import UploadFile
 
@@ -17,16 +17,20 @@ from app.inputs import (
     check_preprocess_flag,
     decode_base64_image,
     image_from_bytes,
+    image_pixels,
     pixels_to_digit,
 )
 from app.jsonio import json_response, parse_json
+from app.limits import Work, WorkStopped, check_pixel_budget, watch_client
 from app.schemas import BatchResponse, ErrorBody, Prediction
+from app.settings import Settings
 from model.inference import Predictor
 
+logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/api", tags=["predict"])
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody} for code in (400, 413, 415, 422, 503)
+    code: {"model": ErrorBody} for code in (400, 408, 413, 415, 422, 503, 504)
 }
 PREDICT_BODY = {
     "requestBody": {
@@ -45,7 +49,10 @@ BATCH_BODY = {
     }
 }
 JSON_TYPES = ("application/json",)
-INLINE_IMAGE_BYTES = 64 * 1024  # a 280x280 canvas PNG is 2 to 10 KB
+# Images up to this many pixels are read on the event loop: a 280x280 canvas takes about a
+# millisecond, less than a thread hop and its contention for the GIL. Larger ones, decided by
+# the pixels in their header and never by their compressed size, go to a worker thread.
+INLINE_PIXELS = 400 * 400
 
 
 def answer(predictor: Predictor, seen: np.ndarray, probs: np.ndarray) -> dict[str, Any]:
@@ -71,7 +78,7 @@ async def read_single(request: Request, max_pixels: int, max_chars: int) -> tupl
         try:
             form = await request.form(max_files=1, max_fields=10)
         except Exception as exc:  # the multipart parser's many error types
-            if getattr(exc, "status_code", 400) == 413:
+            if getattr(exc, "status_code", 400) in (408, 413):
                 raise
             raise InputError("The multipart form could not be parsed: send the image in a form "
                              "field named 'file'.", 400, "bad_form") from exc
@@ -116,13 +123,15 @@ async def predict(
     started = time.perf_counter()
     predictor, settings, registry = serving.predictor(), serving.settings, serving.registry
     kind, value = await read_single(request, settings.max_image_pixels, settings.max_body_bytes)
-    if kind == "image" and len(value) > INLINE_IMAGE_BYTES:
-        # Decoding a big image can take a while: keep it off the event loop.
-        digit = await run_in_threadpool(image_from_bytes, value, settings.max_image_pixels)
-    elif kind == "image":
-        # A canvas-sized image takes about a millisecond: the threadpool hop and its
-        # contention for the GIL cost more than they save.
-        digit = image_from_bytes(value, settings.max_image_pixels)
+    if kind == "image":
+        # What decoding will cost, from the header (413 over the limits), before any decoding.
+        pixels = image_pixels(value, settings.max_image_pixels)
+        check_pixel_budget(pixels, settings.max_request_pixels)
+        if pixels > INLINE_PIXELS:
+            digit = await serving.limiter.run(serving.work(request), image_from_bytes, value,
+                                              settings.max_image_pixels)
+        else:
+            digit = image_from_bytes(value, settings.max_image_pixels)
     else:
         digit = value
     seen, probs = run_model(predictor, digit[None])
@@ -133,8 +142,26 @@ async def predict(
     return json_response(body)
 
 
+def budget_images(items: list[Any], max_pixels: int, max_chars: int,
+                  max_request_pixels: int) -> list[bytes | InputError]:
+    """The bytes of every image (or its error), refused as a whole (413) when their headers
+    add up to more than `max_request_pixels`: nothing is decoded before that is known."""
+    blobs: list[bytes | InputError] = []
+    total = 0
+    for item in items:
+        try:
+            data = decode_base64_image(item, max_chars)
+            total += image_pixels(data, max_pixels)
+            blobs.append(data)
+        except InputError as exc:
+            blobs.append(exc)
+    check_pixel_budget(total, max_request_pixels)
+    return blobs
+
+
 def batch_digits(payload: dict[str, Any], max_batch: int, max_pixels: int,
-                 max_chars: int) -> list[np.ndarray | InputError]:
+                 max_chars: int, max_request_pixels: int,
+                 work: Work) -> list[np.ndarray | InputError]:
     has_images, has_pixels = "images" in payload, "pixels" in payload
     if has_images == has_pixels:
         raise InputError("Send exactly one of 'images' (a list of data URLs or base64 images) or "
@@ -149,12 +176,21 @@ def batch_digits(payload: dict[str, Any], max_batch: int, max_pixels: int,
         raise InputError(f"The batch has {len(items)} images; the maximum is {max_batch}. "
                          "Split it into smaller batches.", 413, "batch_too_large")
     recentre = check_preprocess_flag(payload.get("preprocess"))
+    if has_images:
+        items = budget_images(items, max_pixels, max_chars, max_request_pixels)
     out: list[np.ndarray | InputError] = []
     for i, item in enumerate(items):
         try:
-            if has_images:
-                data = decode_base64_image(item, max_chars)
-                out.append(image_from_bytes(data, max_pixels))
+            work.check()  # the deadline, the client, the shutdown: stop between items
+        except WorkStopped as exc:
+            logger.info("batch stopped after %d of %d images: %s", i, len(items), exc.detail)
+            raise
+        try:
+            if isinstance(item, InputError):
+                out.append(item)
+            elif has_images:
+                out.append(image_from_bytes(item, max_pixels))
+                items[i] = None  # its bytes are not needed any more
             else:
                 out.append(pixels_to_digit(item, recentre, where=f"'pixels'[{i}]"))
         except InputError as exc:
@@ -162,12 +198,14 @@ def batch_digits(payload: dict[str, Any], max_batch: int, max_pixels: int,
     return out
 
 
-def predict_batch_sync(predictor: Predictor, payload: Any, max_batch: int, max_pixels: int,
-                       max_chars: int) -> tuple[list[dict[str, Any]], list[int]]:
+def predict_batch_sync(predictor: Predictor, body: bytes, settings: Settings,
+                       work: Work) -> tuple[list[dict[str, Any]], list[int]]:
+    payload = parse_json(body)  # here, in the worker thread: 8 MB of JSON is tens of ms
     if not isinstance(payload, dict):
         raise InputError("The JSON body must be an object with 'images' or 'pixels'.",
                          422, "bad_json_shape")
-    parsed = batch_digits(payload, max_batch, max_pixels, max_chars)
+    parsed = batch_digits(payload, settings.max_batch, settings.max_image_pixels,
+                          settings.max_body_bytes, settings.max_request_pixels, work)
     good = [i for i, d in enumerate(parsed) if not isinstance(d, InputError)]
     results: list[dict[str, Any]] = []
     digits: list[int] = []
@@ -179,9 +217,9 @@ def predict_batch_sync(predictor: Predictor, payload: Any, max_batch: int, max_p
         if isinstance(item, InputError):
             results.append({"error": str(item), "code": item.code, "status": item.status})
         else:
-            body = next(answers)
-            digits.append(body["digit"])
-            results.append(body)
+            found = next(answers)
+            digits.append(found["digit"])
+            results.append(found)
     return results, digits
 
 
@@ -203,11 +241,11 @@ async def predict_batch(
     if ctype not in JSON_TYPES and not ctype.endswith("+json"):
         raise InputError(f"Unsupported Content-Type {ctype or '(none)'!r}: send application/json.",
                          415, "unsupported_media")
-    payload = parse_json(await request.body())
-    results, digits = await run_in_threadpool(
-        predict_batch_sync, predictor, payload, settings.max_batch, settings.max_image_pixels,
-        settings.max_body_bytes,
-    )
+    body = await request.body()
+    work = serving.work(request)
+    async with watch_client(request, work):
+        results, digits = await serving.limiter.run(work, predict_batch_sync, predictor, body,
+                                                    settings, work)
     registry.count_digits(digits)
     return json_response({
         "predictions": results,

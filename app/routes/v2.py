@@ -11,12 +11,12 @@ from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
 from app.deps import ServiceDep, ServingDep
 from app.inputs import InputError
 from app.jsonio import json_response, parse_json
+from app.limits import watch_client
 from app.schemas import (
     V2Error,
     V2InferResponse,
@@ -29,6 +29,9 @@ from app.schemas import (
 from model.inference import Predictor
 
 MODEL_NAME = "mnist-logreg"
+# Content types the infer route reads: JSON, and the binary tensor extension's octet-stream.
+# Anything else (text/plain, forms: what a hostile page may post cross-site) is a 415.
+INFER_TYPES = ("application/json", "application/octet-stream")
 OUTPUTS = ("probabilities", "digit")
 router = APIRouter(prefix="/v2", tags=["inference protocol v2"])
 ERRORS: dict[int | str, dict[str, Any]] = {400: {"model": V2Error}, 404: {"model": V2Error},
@@ -186,11 +189,17 @@ def infer_sync(predictor: Predictor, payload: Any, max_batch: int) -> tuple[dict
 )
 async def infer(name: str, request: Request, serving: ServingDep) -> Response:
     predictor = _predictor(serving.service, name)
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype not in INFER_TYPES and not ctype.endswith("+json"):
+        raise V2Failure(f"Unsupported Content-Type {ctype or '(none)'!r}: send application/json.",
+                        415)
     try:
         payload = parse_json(await request.body())
     except InputError as exc:
         raise V2Failure(str(exc)) from exc
     max_batch = serving.settings.max_batch
-    body, digits = await run_in_threadpool(infer_sync, predictor, payload, max_batch)
+    work = serving.work(request)
+    async with watch_client(request, work):
+        body, digits = await serving.limiter.run(work, infer_sync, predictor, payload, max_batch)
     serving.registry.count_digits(digits)
     return json_response(body)
