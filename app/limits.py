@@ -31,6 +31,7 @@ from anyio import to_thread
 from fastapi import HTTPException, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.inputs import InputError
 from app.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -114,10 +115,10 @@ def deadline_passed(timeout_s: float) -> WorkStopped:
 def check_pixel_budget(pixels: int, limit: int) -> None:
     """Refuse (413) a request whose images hold more than `limit` decoded pixels in all."""
     if pixels > limit:
-        raise HTTPException(413, detail=(
+        raise InputError(
             f"The images of this request hold {pixels:,} pixels in all; the limit is {limit:,} "
             "per request: send fewer or smaller images, or split the batch "
-            "(MNIST_CANVAS_MAX_REQUEST_PIXELS sets the limit)."))
+            "(MNIST_CANVAS_MAX_REQUEST_PIXELS sets the limit).", 413, "too_many_pixels")
 
 
 class WorkLimiter:
