@@ -135,6 +135,7 @@ def from_bytes(raw: bytes, source: str = "<bytes>") -> Checkpoint:
     missing = [k for k in REQUIRED_KEYS if k not in meta]
     if missing:
         raise CheckpointError(f"{source}: metadata lacks {', '.join(missing)}.")
+    check_metadata_types(meta, source)
     if meta["format"] != FORMAT:
         raise CheckpointError(f"{source}: format {meta['format']!r} is not {FORMAT!r}.")
     if meta["schema_version"] != SCHEMA_VERSION:
@@ -142,7 +143,6 @@ def from_bytes(raw: bytes, source: str = "<bytes>") -> Checkpoint:
             f"{source}: metadata schema {meta['schema_version']} is not supported "
             f"(this version reads {SCHEMA_VERSION}); retrain with `mnist-canvas train`."
         )
-    check_metadata_types(meta, source)
     if meta["arch"] not in ARCHITECTURES:
         raise CheckpointError(f"{source}: unknown architecture {meta['arch']!r}.")
     unknown = [t for t in meta["transforms"] if t not in KNOWN_TRANSFORMS]
