@@ -7,9 +7,7 @@ wall-clock limits: benchmarks/hostile.py measures the times, CPU and memory.
 
 from __future__ import annotations
 
-import base64
 import functools
-import io
 import json
 import re
 import signal
@@ -23,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from PIL import Image
 
+from benchmarks import hostile
 from tests.live import LiveServer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -38,17 +36,11 @@ pytestmark = pytest.mark.skipif(not SHIPPED_MODEL.exists(), reason="no shipped m
 def dots_webp(side: int) -> bytes:
     """A lossless WebP of side x side white pixels and two dots: a few hundred bytes that
     decode to `side`² pixels (and then to an empty drawing)."""
-    img = Image.new("RGB", (side, side), "white")
-    img.putpixel((1, 1), (0, 0, 0))
-    img.putpixel((side - 2, side - 2), (0, 0, 0))
-    out = io.BytesIO()
-    img.save(out, "WEBP", lossless=True)
-    return out.getvalue()
+    return hostile.dots_webp(side)
 
 
 def batch_of(image: bytes, n: int) -> bytes:
-    url = "data:image/webp;base64," + base64.b64encode(image).decode()
-    return json.dumps({"images": [url] * n}).encode()
+    return hostile.batch_body(image, n, "image/webp")
 
 
 def post(base: str, path: str, body: bytes, ctype: str = "application/json",
