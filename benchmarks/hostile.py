@@ -22,6 +22,7 @@ Attacks:
 * big-head:    a request with a 1 MB header
 * slow-body:   20 clients that declare a 1 MB body and send a byte every 0.5 s
 * cross-site:  POST /v2/.../infer as text/plain (what a hostile page can send cross-site)
+* v2-1000:     two clients at once, each a v2 infer of 1,000 [784] tensors (4 MB of JSON)
 * canvas-1000: a legitimate batch of 1,000 280x280 canvas PNGs, for scale
 
 Run from the repository root (about 3 minutes on an idle 2-core machine):
@@ -257,13 +258,20 @@ def slow_body(port: int, n: int, seconds: float) -> list[Answer]:
     return at_once(n, one)
 
 
+def idle(seconds: float) -> list[Answer]:
+    time.sleep(seconds)
+    return []
+
+
 def attacks(args: argparse.Namespace) -> dict[str, Callable[[int], list[Answer]]]:
     bomb, worst, png4k = dots_webp(4096), dots_webp(2048), drawing_png(4096)
     worst_batch = batch_body(worst, 23, "image/webp")
     v2_body = json.dumps({"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 784],
                                       "data": [0.0] * 784}]}).encode()
+    v2_big = json.dumps({"inputs": [{"name": "input", "datatype": "FP32", "shape": [1000, 784],
+                                     "data": [0.5] * 784_000}]}).encode()
     return {
-        "idle": lambda p: time.sleep(3) or [],
+        "idle": lambda p: idle(3.0),
         "bomb": lambda p: [post(p, "/api/predict", bomb, "image/webp")],
         "bomb-x4": lambda p: at_once(4, lambda: [post(p, "/api/predict", bomb, "image/webp")
                                                  for _ in range(3)]),
@@ -283,6 +291,8 @@ def attacks(args: argparse.Namespace) -> dict[str, Callable[[int], list[Answer]]
         "slow-body": lambda p: slow_body(p, 20, args.hold),
         "cross-site": lambda p: [post(p, "/v2/models/mnist-logreg/infer", v2_body,
                                       "text/plain")],
+        "v2-1000": lambda p: at_once(2, lambda: [post(p, "/v2/models/mnist-logreg/infer",
+                                                      v2_big)]),
         "canvas-1000": lambda p: [post(p, "/api/predict/batch",
                                        batch_body(canvas_png(), 1000, "image/png"))],
     }
