@@ -18,7 +18,7 @@ from typing import Any
 from filelock import Timeout
 
 from app.settings import Settings
-from model.atomic import model_lock, remove_stale_temporaries
+from model.atomic import model_lock, remove_stale_temporaries, temporaries
 from model.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from model.device import resolve_device, set_threads
 from model.inference import Predictor
@@ -136,8 +136,8 @@ class ModelService:
     def _remove_stale_temporaries(self) -> None:
         """Remove what a killed write left beside the model, unless a writer is at work now."""
         path = self.settings.model_path
-        if not path.parent.is_dir():
-            return
+        if not temporaries(path):
+            return  # the usual case: no lock taken, no lock file left beside the model
         try:
             with model_lock(path, 0):
                 remove_stale_temporaries(path)

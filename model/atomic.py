@@ -65,15 +65,20 @@ def model_lock(target: Path, timeout_s: float) -> FileLock:
     return FileLock(str(target) + ".lock", timeout=timeout_s)
 
 
+def temporaries(target: Path) -> list[Path]:
+    """The temporary files of `target` that `write_atomic` makes (a writer's, or a dead one's)."""
+    if not target.parent.is_dir():
+        return []
+    return sorted(target.parent.glob(f"{_temp_prefix(target)}*{TEMP_SUFFIX}"))
+
+
 def remove_stale_temporaries(target: Path) -> list[Path]:
     """Delete the temporary files that killed writers of `target` left; call with its lock held.
 
     Returns what was removed. Only names `write_atomic` makes are touched.
     """
     removed: list[Path] = []
-    if not target.parent.is_dir():
-        return removed
-    for path in target.parent.glob(f"{_temp_prefix(target)}*{TEMP_SUFFIX}"):
+    for path in temporaries(target):
         try:
             path.unlink()
         except OSError as exc:

@@ -1,5 +1,5 @@
 """Security headers on every response, /docs without a CDN or inline script, 415 for JSON
-routes, the request pixel budget, and the training lock's timeout."""
+routes, and the request pixel budget."""
 
 from __future__ import annotations
 
@@ -11,8 +11,6 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from app.security import CONTENT_SECURITY_POLICY
-from app.service import ModelService
-from model.atomic import model_lock
 from tests.app.conftest import make_settings
 
 INLINE_SCRIPT = re.compile(r"<script(?![^>]*\bsrc=)[^>]*>", re.I)
@@ -81,17 +79,3 @@ def test_the_request_budget_counts_pixels_from_headers(default_model_path: Path,
                       headers={"content-type": "application/json"})
         assert over.status_code == 413
         assert "1,250,000 pixels in all" in over.json()["detail"]
-
-
-def test_training_waits_for_the_lock_only_as_long_as_the_setting_says(
-    tmp_path: Path, data_dir: Path
-) -> None:
-    model_path = tmp_path / "model.safetensors"
-    settings = make_settings(model_path, data_dir, train_on_start="always",
-                             train_lock_timeout_s=0.3)
-    service = ModelService(settings)
-    with model_lock(model_path, 0):
-        service.start()
-        assert not service.wait(30)
-    assert service.status == "failed"
-    assert service.error is not None and "MNIST_CANVAS_TRAIN_LOCK_TIMEOUT_S" in service.error
