@@ -228,12 +228,16 @@ def tight(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
 
 
 def test_a_full_server_answers_503_with_retry_after(tight: LiveServer) -> None:
+    # One worker slot and no queue: while the batch (or a single image that got in first)
+    # holds the slot, every other heavy request is refused at once.
     batch = Background(tight.url, "/api/predict/batch", batch_of(dots_webp(2048), 60))
     batch.start()
+    time.sleep(0.3)
     answers = []
     while batch.is_alive() and not any(a[0] == 503 for a in answers):
         answers.append(post(tight.url, "/api/predict", dots_webp(2048), "image/webp"))
     batch.join(60)
+    answers.append(batch.result)
     busy = [a for a in answers if a[0] == 503]
     assert busy, [a[0] for a in answers]
     _, headers, body = busy[0]
