@@ -26,6 +26,16 @@ class InputError(ValueError):
         self.status = status
         self.code = code
 
+    def detached(self) -> InputError:
+        """The same error without its traceback, to keep in a batch's results.
+
+        A caught exception keeps every frame it passed through alive, with their locals: a
+        decoded image and its float copies, tens of megabytes. Kept in a list that its own
+        traceback's frames also hold, it is a reference cycle that only the garbage collector
+        frees, late: a batch of 23 empty 2048x2048 drawings left 350 MB behind per request.
+        """
+        return InputError(str(self), self.status, self.code)
+
 
 def decode_base64_image(value: Any, max_chars: int) -> bytes:
     """The bytes of a data URL or plain base64 string."""

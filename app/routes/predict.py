@@ -154,7 +154,7 @@ def budget_images(items: list[Any], max_pixels: int, max_chars: int,
             total += image_pixels(data, max_pixels)
             blobs.append(data)
         except InputError as exc:
-            blobs.append(exc)
+            blobs.append(exc.detached())
     check_pixel_budget(total, max_request_pixels)
     return blobs
 
@@ -194,7 +194,7 @@ def batch_digits(payload: dict[str, Any], max_batch: int, max_pixels: int,
             else:
                 out.append(pixels_to_digit(item, recentre, where=f"'pixels'[{i}]"))
         except InputError as exc:
-            out.append(exc)
+            out.append(exc.detached())
     return out
 
 
