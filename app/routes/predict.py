@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from starlette.datastructures import UploadFile
 
@@ -21,7 +23,7 @@ from app.inputs import (
     pixels_to_digit,
 )
 from app.jsonio import json_response, parse_json
-from app.limits import Work, WorkStopped, check_pixel_budget, watch_client
+from app.limits import LIGHT_COST, Work, WorkStopped, check_pixel_budget, watch_client
 from app.schemas import BatchResponse, ErrorBody, Prediction
 from app.settings import Settings
 from model.inference import Predictor
@@ -143,9 +145,9 @@ async def predict(
 
 
 def budget_images(items: list[Any], max_pixels: int, max_chars: int,
-                  max_request_pixels: int) -> list[bytes | InputError]:
-    """The bytes of every image (or its error), refused as a whole (413) when their headers
-    add up to more than `max_request_pixels`: nothing is decoded before that is known."""
+                  max_request_pixels: int) -> tuple[list[bytes | InputError], int]:
+    """The bytes of every image (or its error) and their pixels in all, refused as a whole
+    (413) past `max_request_pixels`: nothing is decoded before that is known."""
     blobs: list[bytes | InputError] = []
     total = 0
     for item in items:
@@ -156,12 +158,26 @@ def budget_images(items: list[Any], max_pixels: int, max_chars: int,
         except InputError as exc:
             blobs.append(exc.detached())
     check_pixel_budget(total, max_request_pixels)
-    return blobs
+    return blobs, total
 
 
-def batch_digits(payload: dict[str, Any], max_batch: int, max_pixels: int,
-                 max_chars: int, max_request_pixels: int,
-                 work: Work) -> list[np.ndarray | InputError]:
+@dataclass
+class Batch:
+    """A batch request checked and budgeted, nothing decoded yet."""
+
+    items: list[Any]  # image bytes (or their InputError), or pixel lists
+    has_images: bool
+    recentre: bool
+    cost: int  # decoded pixels, or their equivalent for pixel items
+
+
+def prepare_batch(body: bytes, settings: Settings) -> Batch:
+    """Parse and check a batch body; read the images' headers and refuse the request (413) if
+    they hold more than the request's pixel budget. Cheap: nothing is decoded."""
+    payload = parse_json(body)
+    if not isinstance(payload, dict):
+        raise InputError("The JSON body must be an object with 'images' or 'pixels'.",
+                         422, "bad_json_shape")
     has_images, has_pixels = "images" in payload, "pixels" in payload
     if has_images == has_pixels:
         raise InputError("Send exactly one of 'images' (a list of data URLs or base64 images) or "
@@ -172,12 +188,21 @@ def batch_digits(payload: dict[str, Any], max_batch: int, max_pixels: int,
         raise InputError(f"'{key}' must be a list.", 422, "bad_json_shape")
     if not items:
         raise InputError(f"'{key}' is empty: send at least one image.", 422, "empty_batch")
-    if len(items) > max_batch:
-        raise InputError(f"The batch has {len(items)} images; the maximum is {max_batch}. "
-                         "Split it into smaller batches.", 413, "batch_too_large")
+    if len(items) > settings.max_batch:
+        raise InputError(f"The batch has {len(items)} images; the maximum is "
+                         f"{settings.max_batch}. Split it into smaller batches.", 413,
+                         "batch_too_large")
     recentre = check_preprocess_flag(payload.get("preprocess"))
     if has_images:
-        items = budget_images(items, max_pixels, max_chars, max_request_pixels)
+        blobs, pixels = budget_images(items, settings.max_image_pixels, settings.max_body_bytes,
+                                      settings.max_request_pixels)
+        return Batch(blobs, True, recentre, pixels)
+    # Recentring 28x28 pixels costs about what a canvas's decoding does; a plain matrix row, not.
+    return Batch(items, False, recentre, len(items) * (280 * 280 if recentre else 28 * 28))
+
+
+def batch_digits(batch: Batch, max_pixels: int, work: Work) -> list[np.ndarray | InputError]:
+    items = batch.items
     out: list[np.ndarray | InputError] = []
     for i, item in enumerate(items):
         try:
@@ -188,24 +213,19 @@ def batch_digits(payload: dict[str, Any], max_batch: int, max_pixels: int,
         try:
             if isinstance(item, InputError):
                 out.append(item)
-            elif has_images:
+            elif batch.has_images:
                 out.append(image_from_bytes(item, max_pixels))
                 items[i] = None  # its bytes are not needed any more
             else:
-                out.append(pixels_to_digit(item, recentre, where=f"'pixels'[{i}]"))
+                out.append(pixels_to_digit(item, batch.recentre, where=f"'pixels'[{i}]"))
         except InputError as exc:
             out.append(exc.detached())
     return out
 
 
-def predict_batch_sync(predictor: Predictor, body: bytes, settings: Settings,
+def predict_batch_sync(predictor: Predictor, batch: Batch, max_pixels: int,
                        work: Work) -> tuple[list[dict[str, Any]], list[int]]:
-    payload = parse_json(body)  # here, in the worker thread: 8 MB of JSON is tens of ms
-    if not isinstance(payload, dict):
-        raise InputError("The JSON body must be an object with 'images' or 'pixels'.",
-                         422, "bad_json_shape")
-    parsed = batch_digits(payload, settings.max_batch, settings.max_image_pixels,
-                          settings.max_body_bytes, settings.max_request_pixels, work)
+    parsed = batch_digits(batch, max_pixels, work)
     good = [i for i, d in enumerate(parsed) if not isinstance(d, InputError)]
     results: list[dict[str, Any]] = []
     digits: list[int] = []
@@ -221,6 +241,16 @@ def predict_batch_sync(predictor: Predictor, body: bytes, settings: Settings,
             digits.append(found["digit"])
             results.append(found)
     return results, digits
+
+
+def answer_light_batch(predictor: Predictor, body: bytes, settings: Settings, work: Work
+                       ) -> tuple[list[dict[str, Any]], list[int]] | Batch:
+    """Parse and budget the batch (8 MB of JSON is tens of ms: in a thread, as this is); answer
+    it at once if it is light (LIGHT_COST), or return it to wait for a worker slot."""
+    batch = prepare_batch(body, settings)
+    if batch.cost > LIGHT_COST:
+        return batch
+    return predict_batch_sync(predictor, batch, settings.max_image_pixels, work)
 
 
 @router.post(
@@ -244,8 +274,13 @@ async def predict_batch(
     body = await request.body()
     work = serving.work(request)
     async with watch_client(request, work):
-        results, digits = await serving.limiter.run(work, predict_batch_sync, predictor, body,
-                                                    settings, work)
+        # In one thread hop, a light batch is answered; a heavy one comes back to wait for a
+        # worker slot.
+        outcome = await run_in_threadpool(answer_light_batch, predictor, body, settings, work)
+        if isinstance(outcome, Batch):
+            outcome = await serving.limiter.run(work, predict_batch_sync, predictor, outcome,
+                                                settings.max_image_pixels, work)
+    results, digits = outcome
     registry.count_digits(digits)
     return json_response({
         "predictions": results,
