@@ -84,9 +84,29 @@ def serve(args: argparse.Namespace) -> int:
         workers=args.workers,
         log_level=settings.log_level,
         access_log=settings.access_log,
-        timeout_graceful_shutdown=10,
+        # The listener's limits (app/listener.py); production runs behind nginx as well.
+        http=http_protocol(),
+        h11_max_incomplete_event_size=settings.max_header_bytes,
+        timeout_keep_alive=settings.keep_alive_s,
+        # SIGTERM first drains for up to shutdown_grace_s (app/shutdown.py); this is uvicorn's
+        # last resort after that, for a request that still runs (answered with a JSON 503).
+        timeout_graceful_shutdown=LAST_RESORT_S,
     )
     return 0
+
+
+#: Seconds uvicorn waits after the drain before it cancels what still runs. Work checks the
+#: grace between items and single images decode in well under a second, so this is rarely hit.
+LAST_RESORT_S = 5
+
+
+def http_protocol() -> str:
+    """uvicorn's fastest HTTP protocol, with the head limits, as an import string."""
+    try:
+        import httptools  # noqa: F401
+    except ImportError:
+        return "app.listener:GuardedH11Protocol"
+    return "app.listener:GuardedHttpToolsProtocol"
 
 
 def build_parser(settings: Settings) -> argparse.ArgumentParser:
@@ -101,6 +121,7 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     add_commands(sub, CommandDefaults(
         data_dir=settings.data_dir, download=settings.download, model_path=settings.model_path,
         device=settings.device, threads=settings.torch_threads,
+        lock_timeout=settings.train_lock_timeout_s,
     ))
     p = sub.add_parser("serve", help="run the web app and API (uvicorn)")
     p.add_argument("--host", default=settings.host,

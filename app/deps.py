@@ -13,9 +13,11 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 
+from app.limits import Work, WorkLimiter
 from app.metrics import Registry
 from app.service import ModelService
 from app.settings import Settings
+from app.shutdown import Drain
 from model.inference import Predictor
 
 
@@ -55,15 +57,22 @@ class Serving:
     service: ModelService
     settings: Settings
     registry: Registry
+    limiter: WorkLimiter
+    drain: Drain
 
     def predictor(self) -> Predictor:
         """The model, or a 503 while it loads or trains."""
         return ready_predictor(self.service)
 
+    def work(self, request: Request) -> Work:
+        """The request's deadline and client watch; it also stops once a shutdown's grace ends."""
+        return Work.of(request, self.settings.request_timeout_s,
+                       stopping=lambda: self.drain.expired)
+
 
 async def get_serving(request: Request) -> Serving:
     state = request.app.state
-    return Serving(state.service, state.settings, state.registry)
+    return Serving(state.service, state.settings, state.registry, state.limiter, state.drain)
 
 
 ServiceDep = Annotated[ModelService, Depends(get_service)]

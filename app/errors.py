@@ -27,8 +27,9 @@ def error_response(request: Request | Scope, status: int, sentence: str,
                    headers: dict[str, str] | None = None) -> JSONResponse:
     path = request.url.path if isinstance(request, Request) else request.get("path", "")
     if path.startswith("/v2"):
-        # The protocol reports client errors as 400 with {"error": ...}.
-        status = 400 if status in (413, 415, 422) else status
+        # The protocol reports client errors as 400 with {"error": ...}; a 415 stays a 415, so
+        # that a cross-site post of the wrong type reads as what it is.
+        status = 400 if status in (413, 422) else status
         return JSONResponse({"error": sentence}, status_code=status, headers=headers)
     return JSONResponse({"detail": sentence}, status_code=status, headers=headers)
 

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from app.metrics import timed_function
-from model.preprocess import PreprocessError, preprocess_image, preprocess_pixels
+from model.preprocess import PreprocessError, image_size, preprocess_image, preprocess_pixels
 
 DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^,;]*)*?)(;base64)?,", re.I)
 IMAGE_MIME_PREFIX = "image/"
@@ -26,6 +26,16 @@ class InputError(ValueError):
         super().__init__(message)
         self.status = status
         self.code = code
+
+    def detached(self) -> InputError:
+        """The same error without its traceback, to keep in a batch's results.
+
+        A caught exception keeps every frame it passed through alive, with their locals: a
+        decoded image and its float copies, tens of megabytes. Kept in a list that its own
+        traceback's frames also hold, it is a reference cycle that only the garbage collector
+        frees, late: a batch of 23 empty 2048x2048 drawings left 350 MB behind per request.
+        """
+        return InputError(str(self), self.status, self.code)
 
 
 def decode_base64_image(value: Any, max_chars: int) -> bytes:
@@ -72,6 +82,15 @@ def image_from_bytes(data: bytes, max_pixels: int) -> np.ndarray:
         return preprocess_image(data, max_pixels=max_pixels)
     except PreprocessError as exc:
         raise InputError(str(exc), status_for(exc.code), exc.code) from exc
+
+
+def image_pixels(data: bytes, max_pixels: int) -> int:
+    """Width x height of an image from its header alone (nothing decoded), within `max_pixels`."""
+    try:
+        width, height = image_size(data, max_pixels=max_pixels)
+    except PreprocessError as exc:
+        raise InputError(str(exc), status_for(exc.code), exc.code) from exc
+    return width * height
 
 
 def status_for(code: str) -> int:

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from app.db import Database
 from app.rollout import ModelWatcher
 from app.service import ModelService, StartupError
+from app.shutdown import install_drain
 
 logger = logging.getLogger(__name__)
 
@@ -29,9 +30,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
                            interval=app.state.settings.model_poll_seconds,
                            finetune_after=app.state.settings.finetune_after_corrections)
     watcher.start()  # hot reload from the model registry (issue 13)
+    # SIGTERM drains first (readiness 503, requests in flight finish), then the server stops.
+    undo = install_drain(app.state.drain, service.settings.shutdown_grace_s)
     try:
         yield
     finally:
+        undo()
         watcher.stop()
         database.dispose()
         app.state.registry.worker_exit()

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock
+from filelock import Timeout
 
 from app.settings import Settings
+from model.atomic import model_lock, remove_stale_temporaries, temporaries
 from model.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from model.device import resolve_device, set_threads
 from model.inference import Predictor
@@ -60,8 +61,12 @@ class ModelService:
         """Load the model now, or start training it in the background. Raises StartupError."""
         set_threads(self.settings.torch_threads)
         checkpoint = preflight(self.settings)
+        self._remove_stale_temporaries()
         if checkpoint is not None:
-            self._use(Predictor(checkpoint, device=self.settings.device))
+            try:
+                self._use(Predictor(checkpoint, device=self.settings.device))
+            except CheckpointError as exc:
+                raise StartupError(f"The model file is unusable: {exc}") from exc
             return
         self.status = "training"
         self._thread = threading.Thread(target=self._train_or_wait, name="train", daemon=True)
@@ -83,8 +88,19 @@ class ModelService:
                     f"cannot create the model directory {path.parent}: {exc.strerror or exc}. "
                     "Set MNIST_CANVAS_MODEL_PATH to a writable location."
                 ) from exc
-            # One trainer per model path: the others block here, then load its file.
-            with FileLock(str(path) + ".lock"):
+            # One trainer per model path (`mnist-canvas train` too): the others block here, then
+            # load its file.
+            lock = model_lock(path, self.settings.train_lock_timeout_s)
+            try:
+                lock.acquire()
+            except Timeout as exc:
+                raise CheckpointError(
+                    f"another process has held {lock.lock_file} for longer than "
+                    f"{self.settings.train_lock_timeout_s:g} s "
+                    "(MNIST_CANVAS_TRAIN_LOCK_TIMEOUT_S): let its training finish, or stop it"
+                ) from exc
+            try:
+                remove_stale_temporaries(path)
                 fresh = path.exists() and (
                     self.settings.train_on_start != "always"
                     or path.stat().st_mtime >= self._started
@@ -93,6 +109,8 @@ class ModelService:
                     self._train(path)
                 else:
                     logger.info("another process trained %s; loading it", path)
+            finally:
+                lock.release()
             self._use(Predictor.from_path(path, device=self.settings.device))
         except Exception as exc:  # noqa: BLE001 - reported through /readyz and the log
             logger.exception("could not make a model at %s", path)
@@ -120,7 +138,22 @@ class ModelService:
         the references change; a request reads one of them once, so it sees one version."""
         self._use(predictor)
 
+    def _remove_stale_temporaries(self) -> None:
+        """Remove what a killed write left beside the model, unless a writer is at work now."""
+        path = self.settings.model_path
+        if not temporaries(path):
+            return  # the usual case: no lock taken, no lock file left beside the model
+        try:
+            with model_lock(path, 0):
+                remove_stale_temporaries(path)
+        except (Timeout, OSError):
+            pass  # someone is writing (or the directory is read-only): leave it to them
+
     def _use(self, predictor: Predictor) -> None:
+        try:
+            predictor.smoke_test()  # before /readyz says ready
+        except ValueError as exc:
+            raise CheckpointError(f"a test prediction failed: {exc}.") from exc
         self.views = build_views(predictor)
         self.predictor = predictor
         self.status = "ready"
@@ -156,7 +189,13 @@ def preflight(settings: Settings) -> Checkpoint | None:
     path = settings.model_path
     if settings.train_on_start != "always" and path.exists():
         try:
-            return load_checkpoint(path)
+            checkpoint = load_checkpoint(path)
+            Predictor(checkpoint, device="cpu").smoke_test()
+            return checkpoint
+        except ValueError as exc:  # the smoke test's finding
+            raise StartupError(f"The model file is unusable: a test prediction failed: {exc}. "
+                               "Delete it or set MNIST_CANVAS_TRAIN_ON_START=always to train a "
+                               "new one.") from exc
         except CheckpointError as exc:
             raise StartupError(
                 f"The model file is unusable: {exc} Delete it or set "

@@ -84,6 +84,29 @@ class Settings(BaseSettings):
         None, validation_alias="PROMETHEUS_MULTIPROC_DIR",
         description="where the workers share their metrics; `serve` makes a fresh one per start",
     )
+    # Hostile traffic (app/limits.py, app/shutdown.py, app/listener.py): what one request may cost.
+    max_request_pixels: int = Field(
+        100_000_000, ge=1, description="decoded pixels in all the images of one request"
+    )
+    max_concurrent_work: int = Field(
+        0, ge=0, description="requests decoding or predicting at once; 0: the usable cores"
+    )
+    queue_wait_s: float = Field(1.0, ge=0, description="longest wait for a free worker, then 503")
+    max_queue: int = Field(16, ge=0, description="requests waiting for a worker, then 503")
+    request_timeout_s: float = Field(
+        5.0, gt=0, description="deadline of one request, body included (504 past it)"
+    )
+    shutdown_grace_s: float = Field(
+        10.0, ge=0, description="on SIGTERM, time for requests in flight to finish"
+    )
+    header_timeout_s: float = Field(
+        5.0, gt=0, description="time for a connection to send a request's headers"
+    )
+    max_header_bytes: int = Field(16384, ge=1024, description="largest request head")
+    keep_alive_s: int = Field(5, ge=1, description="idle keep-alive connections closed after it")
+    train_lock_timeout_s: float = Field(
+        900.0, gt=0, description="longest wait for another process's training to finish"
+    )
 
     @field_validator("log_level", mode="before")
     @classmethod

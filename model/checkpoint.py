@@ -31,6 +31,15 @@ METADATA_KEY = "mnist_canvas"
 REQUIRED_KEYS = (
     "format", "schema_version", "arch", "mean", "std", "transforms", "model_version",
 )
+#: Optional metadata the server and the model page read, and the JSON types each must have.
+OPTIONAL_TYPES: dict[str, tuple[type, ...]] = {
+    "config": (dict,), "history": (list,), "valid": (dict,), "test": (dict,),
+    "train_size": (int,), "train_seconds": (int, float), "device": (str,), "created": (str,),
+    "torch_version": (str,), "data_sha256": (str,),
+}
+#: Largest |logit| the weights may reach on any image: far below float32's 3.4e38, so softmax
+#: always gives finite probabilities.
+MAX_LOGIT = 1e30
 
 
 class CheckpointError(RuntimeError):
@@ -126,6 +135,7 @@ def from_bytes(raw: bytes, source: str = "<bytes>") -> Checkpoint:
     missing = [k for k in REQUIRED_KEYS if k not in meta]
     if missing:
         raise CheckpointError(f"{source}: metadata lacks {', '.join(missing)}.")
+    check_metadata_types(meta, source)
     if meta["format"] != FORMAT:
         raise CheckpointError(f"{source}: format {meta['format']!r} is not {FORMAT!r}.")
     if meta["schema_version"] != SCHEMA_VERSION:
@@ -139,7 +149,7 @@ def from_bytes(raw: bytes, source: str = "<bytes>") -> Checkpoint:
     if unknown:
         raise CheckpointError(f"{source}: unknown input transforms {unknown}.")
     mean, std = meta["mean"], meta["std"]
-    if not all(isinstance(v, int | float) and math.isfinite(v) for v in (mean, std)) or std <= 0:
+    if not all(_is_number(v) and math.isfinite(v) for v in (mean, std)) or std <= 0:
         raise CheckpointError(f"{source}: mean/std must be finite numbers with std > 0.")
     try:
         tensors = st_load(raw)
@@ -163,6 +173,7 @@ def from_bytes(raw: bytes, source: str = "<bytes>") -> Checkpoint:
             f"{source}: weights hash to {version} but the metadata says "
             f"{meta['model_version']}; the file was altered or corrupted."
         )
+    check_logit_range(weight, bias, float(mean), float(std), source)
     gallery = tensors.get("gallery_images")
     if gallery is not None:
         check_gallery(gallery, tensors.get("gallery_true"), tensors.get("gallery_pred"), source)
@@ -179,6 +190,55 @@ def from_bytes(raw: bytes, source: str = "<bytes>") -> Checkpoint:
         gallery_true=tensors.get("gallery_true") if gallery is not None else None,
         gallery_pred=tensors.get("gallery_pred") if gallery is not None else None,
     )
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def check_metadata_types(meta: dict[str, Any], source: str) -> None:
+    """Every key the code reads has the JSON type it expects: one sentence naming the first that
+    does not (`"transforms": 5` or `"valid": [1]` would otherwise fail far from here)."""
+    problems = []
+    for key in ("format", "arch", "model_version"):
+        if not isinstance(meta[key], str):
+            problems.append(f"{key!r} must be a string")
+    if type(meta["schema_version"]) is not int:
+        problems.append("'schema_version' must be an integer")
+    for key in ("mean", "std"):
+        if not _is_number(meta[key]):
+            problems.append(f"{key!r} must be a number")
+    transforms = meta["transforms"]
+    if not isinstance(transforms, list) or not all(isinstance(t, str) for t in transforms):
+        problems.append("'transforms' must be a list of names")
+    for key, types in OPTIONAL_TYPES.items():
+        value = meta.get(key)
+        if value is not None and (not isinstance(value, types) or isinstance(value, bool)):
+            names = " or ".join(TYPE_NAMES[t] for t in types)
+            problems.append(f"{key!r} must be {names} or null, not {json.dumps(value)[:40]}")
+    if problems:
+        raise CheckpointError(f"{source}: the metadata is malformed: {'; '.join(problems)}.")
+
+
+TYPE_NAMES = {dict: "an object", list: "a list", int: "an integer", float: "a number",
+              str: "a string"}
+
+
+def check_logit_range(weight: torch.Tensor, bias: torch.Tensor, mean: float, std: float,
+                      source: str) -> None:
+    """Refuse weights and mean/std whose logits can leave float32's range on some image.
+
+    A pixel x in [0, 1] is normalised to (x - mean) / std, so |logit| is at most
+    |bias| + sum|w| * max(|mean|, |1 - mean|) / std; `"std": 1e-300` breaks this long
+    before any request does.
+    """
+    reach = max(abs(mean), abs(1.0 - mean)) / std
+    bound = float(bias.double().abs().max()) + float(weight.double().abs().sum(dim=1).max()) * reach
+    if not math.isfinite(bound) or bound > MAX_LOGIT or not math.isfinite(1.0 / std):
+        raise CheckpointError(
+            f"{source}: mean {mean:g} and std {std:g} with these weights give logits up to "
+            f"{bound:.3g}, beyond float32's range: the file was altered or trained wrongly."
+        )
 
 
 def check_gallery(images: torch.Tensor, true: torch.Tensor | None, pred: torch.Tensor | None,

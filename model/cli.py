@@ -30,6 +30,7 @@ class CommandDefaults:
     model_path: Path
     device: Device
     threads: int
+    lock_timeout: float = 900.0
 
 
 def add_data_args(parser: argparse.ArgumentParser, defaults: CommandDefaults) -> None:
@@ -70,6 +71,8 @@ def add_commands(sub: argparse._SubParsersAction, defaults: CommandDefaults) -> 
                    help=f"checkpoint path (default: {defaults.model_path})")
     p.add_argument("--dry-run", action="store_true",
                    help="one epoch on 2,000 images; nothing is saved")
+    p.add_argument("--lock-timeout", type=float, default=defaults.lock_timeout,
+                   help="seconds to wait while another process trains the same model path")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="report a checkpoint's accuracy on validation and test")
@@ -89,6 +92,36 @@ def cmd_download(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from filelock import Timeout
+
+    from model.atomic import model_lock, remove_stale_temporaries
+    from model.checkpoint import CheckpointError
+
+    if args.dry_run:
+        return train_and_save(args, None)
+    out = args.out
+    # The server's lock too: a server training this path on start, or another `train`, and this
+    # one never write it at once; whoever waits then trains and replaces the file in turn.
+    lock = model_lock(out, args.lock_timeout)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        lock.acquire()
+    except Timeout as exc:
+        raise CheckpointError(
+            f"another process has held {lock.lock_file} for longer than {args.lock_timeout:g} s "
+            "(--lock-timeout): let its training finish, or stop it."
+        ) from exc
+    except OSError as exc:
+        raise CheckpointError(f"cannot lock {lock.lock_file}: {exc.strerror or exc}.") from exc
+    try:
+        remove_stale_temporaries(out)
+        return train_and_save(args, out)
+    finally:
+        lock.release()
+
+
+def train_and_save(args: argparse.Namespace, out: Path | None) -> int:
+    """Train as the flags say; save to `out` unless it is None (a dry run)."""
     from model.checkpoint import save_checkpoint
     from model.evaluation import format_report
     from model.training import TrainConfig, train
@@ -110,10 +143,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(format_report(result.valid, "validation"))
     if result.test is not None:
         print(format_report(result.test, "test"))
-    if args.dry_run:
+    if out is None:
         print("dry run: nothing saved")
         return 0
-    out = args.out
     ckpt = result.to_checkpoint()
     save_checkpoint(ckpt, out)
     print(f"saved {out} (model version {ckpt.model_version})")

@@ -62,3 +62,17 @@ class Predictor:
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """(N, 28, 28) MNIST-form pixels 0..255 -> (N, 10) probabilities."""
         return self.probabilities_of_input(self.model_input(images))
+
+    def smoke_test(self) -> None:
+        """Predict a blank field, a full one and a stroke; raise ValueError unless every answer
+        is ten finite probabilities that sum to 1. Run before a server says it is ready."""
+        images = np.zeros((3, 28, 28), dtype=np.float32)
+        images[1] = 255.0
+        images[2, 4:24, 13:15] = 255.0
+        with np.errstate(all="ignore"):  # what is wrong is reported below, not warned about
+            probs = self.probabilities(images)
+        if probs.shape != (3, 10) or not np.isfinite(probs).all():
+            raise ValueError("the model's probabilities are not finite numbers")
+        if not np.allclose(probs.sum(axis=1), 1.0, atol=1e-3):
+            raise ValueError("the model's probabilities do not sum to 1")
+

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -18,18 +20,22 @@ from app.inputs import (
     check_preprocess_flag,
     decode_base64_image,
     image_from_bytes,
+    image_pixels,
     pixels_to_digit,
     single_from_json,
 )
 from app.jsonio import json_response, parse_json
+from app.limits import LIGHT_COST, Work, WorkStopped, check_pixel_budget, watch_client
 from app.metrics import timed_function
 from app.schemas import BatchResponse, ErrorBody, Prediction
+from app.settings import Settings
 from model.inference import Predictor
 
+logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/api", tags=["predict"])
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody} for code in (400, 413, 415, 422, 503)
+    code: {"model": ErrorBody} for code in (400, 408, 413, 415, 422, 503, 504)
 }
 PREDICT_BODY = {
     "requestBody": {
@@ -48,7 +54,10 @@ BATCH_BODY = {
     }
 }
 JSON_TYPES = ("application/json",)
-INLINE_IMAGE_BYTES = 64 * 1024  # a 280x280 canvas PNG is 2 to 10 KB
+# Images up to this many pixels are read on the event loop: a 280x280 canvas takes about a
+# millisecond, less than a thread hop and its contention for the GIL. Larger ones, decided by
+# the pixels in their header and never by their compressed size, go to a worker thread.
+INLINE_PIXELS = 400 * 400
 
 
 def answer(seen: np.ndarray, probs: np.ndarray) -> dict[str, Any]:
@@ -85,7 +94,7 @@ async def read_single(request: Request, max_chars: int) -> tuple[str, Any]:
         try:
             form = await request.form(max_files=1, max_fields=10)
         except Exception as exc:  # the multipart parser's many error types
-            if getattr(exc, "status_code", 400) == 413:
+            if getattr(exc, "status_code", 400) in (408, 413):
                 raise
             raise InputError("The multipart form could not be parsed: send the image in a form "
                              "field named 'file'.", 400, "bad_form") from exc
@@ -119,13 +128,15 @@ async def predict(
     started = time.perf_counter()
     predictor, settings, registry = serving.predictor(), serving.settings, serving.registry
     kind, value = await read_single(request, settings.max_body_bytes)
-    if kind == "image" and len(value) > INLINE_IMAGE_BYTES:
-        # Decoding a big image can take a while: keep it off the event loop.
-        digit = await run_in_threadpool(image_from_bytes, value, settings.max_image_pixels)
-    elif kind == "image":
-        # A canvas-sized image takes about a millisecond: the threadpool hop and its
-        # contention for the GIL cost more than they save.
-        digit = image_from_bytes(value, settings.max_image_pixels)
+    if kind == "image":
+        # What decoding will cost, from the header (413 over the limits), before any decoding.
+        pixels = image_pixels(value, settings.max_image_pixels)
+        check_pixel_budget(pixels, settings.max_request_pixels)
+        if pixels > INLINE_PIXELS:
+            digit = await serving.limiter.run(serving.work(request), image_from_bytes, value,
+                                              settings.max_image_pixels)
+        else:
+            digit = image_from_bytes(value, settings.max_image_pixels)
     else:
         digit = value
     seen, probs = run_model(predictor, digit[None])
@@ -136,8 +147,41 @@ async def predict(
     return json_response(body)
 
 
-def batch_digits(payload: dict[str, Any], max_batch: int, max_pixels: int,
-                 max_chars: int) -> list[np.ndarray | InputError]:
+def budget_images(items: list[Any], max_pixels: int, max_chars: int,
+                  max_request_pixels: int) -> tuple[list[bytes | InputError], int]:
+    """The bytes of every image (or its error) and their pixels in all, refused as a whole
+    (413) past `max_request_pixels`: nothing is decoded before that is known."""
+    blobs: list[bytes | InputError] = []
+    total = 0
+    for item in items:
+        try:
+            data = decode_base64_image(item, max_chars)
+            total += image_pixels(data, max_pixels)
+            blobs.append(data)
+        except InputError as exc:
+            blobs.append(exc.detached())
+    check_pixel_budget(total, max_request_pixels)
+    return blobs, total
+
+
+@dataclass
+class Batch:
+    """A batch request checked and budgeted, nothing decoded yet."""
+
+    items: list[Any]  # image bytes (or their InputError), or pixel lists
+    has_images: bool
+    recentre: bool
+    cost: int  # decoded pixels, or their equivalent for pixel items
+    previews: bool = True  # False: the answers leave the 28x28 previews out
+
+
+def prepare_batch(body: bytes, settings: Settings) -> Batch:
+    """Parse and check a batch body; read the images' headers and refuse the request (413) if
+    they hold more than the request's pixel budget. Cheap: nothing is decoded."""
+    payload = parse_json(body)
+    if not isinstance(payload, dict):
+        raise InputError("The JSON body must be an object with 'images' or 'pixels'.",
+                         422, "bad_json_shape")
     has_images, has_pixels = "images" in payload, "pixels" in payload
     if has_images == has_pixels:
         raise InputError("Send exactly one of 'images' (a list of data URLs or base64 images) or "
@@ -148,45 +192,55 @@ def batch_digits(payload: dict[str, Any], max_batch: int, max_pixels: int,
         raise InputError(f"'{key}' must be a list.", 422, "bad_json_shape")
     if not items:
         raise InputError(f"'{key}' is empty: send at least one image.", 422, "empty_batch")
-    if len(items) > max_batch:
-        raise InputError(f"The batch has {len(items)} images; the maximum is {max_batch}. "
-                         "Split it into smaller batches.", 413, "batch_too_large")
+    if len(items) > settings.max_batch:
+        raise InputError(f"The batch has {len(items)} images; the maximum is "
+                         f"{settings.max_batch}. Split it into smaller batches.", 413,
+                         "batch_too_large")
     recentre = check_preprocess_flag(payload.get("preprocess"))
-    out: list[np.ndarray | InputError] = []
-    for i, item in enumerate(items):
-        try:
-            if has_images:
-                data = decode_base64_image(item, max_chars)
-                out.append(image_from_bytes(data, max_pixels))
-            else:
-                out.append(pixels_to_digit(item, recentre, where=f"'pixels'[{i}]"))
-        except InputError as exc:
-            out.append(exc)
-    return out
-
-
-def predict_batch_sync(predictor: Predictor, raw: bytes, max_batch: int, max_pixels: int,
-                       max_chars: int) -> tuple[list[dict[str, Any]], list[int]]:
-    fast = pixel_batch(raw, max_batch)  # raw pixels, checked as one array (app.batchjson)
-    if fast is not None:
-        seen, probs = run_model(predictor, fast[0])
-        answered = answers(seen, probs, previews=fast[1])
-        return answered, [one["digit"] for one in answered]
-    payload = parse_json(raw)
-    if not isinstance(payload, dict):
-        raise InputError("The JSON body must be an object with 'images' or 'pixels'.",
-                         422, "bad_json_shape")
     previews = payload.get("previews", True)
     if not isinstance(previews, bool):
         raise InputError("'previews' must be true or false.", code="bad_flag")
-    parsed = batch_digits(payload, max_batch, max_pixels, max_chars)
+    if has_images:
+        blobs, pixels = budget_images(items, settings.max_image_pixels, settings.max_body_bytes,
+                                      settings.max_request_pixels)
+        return Batch(blobs, True, recentre, pixels, previews)
+    # Recentring 28x28 pixels costs about what a canvas's decoding does; a plain matrix row, not.
+    return Batch(items, False, recentre, len(items) * (280 * 280 if recentre else 28 * 28),
+                 previews)
+
+
+def batch_digits(batch: Batch, max_pixels: int, work: Work) -> list[np.ndarray | InputError]:
+    items = batch.items
+    out: list[np.ndarray | InputError] = []
+    for i, item in enumerate(items):
+        try:
+            work.check()  # the deadline, the client, the shutdown: stop between items
+        except WorkStopped as exc:
+            logger.info("batch stopped after %d of %d images: %s", i, len(items), exc.detail)
+            raise
+        try:
+            if isinstance(item, InputError):
+                out.append(item)
+            elif batch.has_images:
+                out.append(image_from_bytes(item, max_pixels))
+                items[i] = None  # its bytes are not needed any more
+            else:
+                out.append(pixels_to_digit(item, batch.recentre, where=f"'pixels'[{i}]"))
+        except InputError as exc:
+            out.append(exc.detached())
+    return out
+
+
+def predict_batch_sync(predictor: Predictor, batch: Batch, max_pixels: int,
+                       work: Work) -> tuple[list[dict[str, Any]], list[int]]:
+    parsed = batch_digits(batch, max_pixels, work)
     good = [i for i, d in enumerate(parsed) if not isinstance(d, InputError)]
     results: list[dict[str, Any]] = []
     digits: list[int] = []
     if good:
         stack = np.stack([parsed[i] for i in good])  # type: ignore[misc]
         seen, probs = run_model(predictor, stack)
-        in_order = iter(answers(seen, probs, previews))
+        in_order = iter(answers(seen, probs, batch.previews))
     for item in parsed:
         if isinstance(item, InputError):
             results.append({"error": str(item), "code": item.code, "status": item.status})
@@ -195,6 +249,21 @@ def predict_batch_sync(predictor: Predictor, raw: bytes, max_batch: int, max_pix
             digits.append(body["digit"])
             results.append(body)
     return results, digits
+
+
+def answer_light_batch(predictor: Predictor, body: bytes, settings: Settings, work: Work
+                       ) -> tuple[list[dict[str, Any]], list[int]] | Batch:
+    """Parse and budget the batch (8 MB of JSON is tens of ms: in a thread, as this is); answer
+    it at once if it is light (LIGHT_COST), or return it to wait for a worker slot."""
+    fast = pixel_batch(body, settings.max_batch)  # raw pixels, checked as one array (batchjson)
+    if fast is not None:  # a matrix product: light whatever its size
+        seen, probs = run_model(predictor, fast[0])
+        answered = answers(seen, probs, previews=fast[1])
+        return answered, [one["digit"] for one in answered]
+    batch = prepare_batch(body, settings)
+    if batch.cost > LIGHT_COST:
+        return batch
+    return predict_batch_sync(predictor, batch, settings.max_image_pixels, work)
 
 
 @router.post(
@@ -216,10 +285,16 @@ async def predict_batch(
     if ctype not in JSON_TYPES and not ctype.endswith("+json"):
         raise InputError(f"Unsupported Content-Type {ctype or '(none)'!r}: send application/json.",
                          415, "unsupported_media")
-    results, digits = await run_in_threadpool(
-        predict_batch_sync, predictor, await request.body(), settings.max_batch,
-        settings.max_image_pixels, settings.max_body_bytes,
-    )
+    body = await request.body()
+    work = serving.work(request)
+    async with watch_client(request, work):
+        # In one thread hop, a light batch is answered; a heavy one comes back to wait for a
+        # worker slot.
+        outcome = await run_in_threadpool(answer_light_batch, predictor, body, settings, work)
+        if isinstance(outcome, Batch):
+            outcome = await serving.limiter.run(work, predict_batch_sync, predictor, outcome,
+                                                settings.max_image_pixels, work)
+    results, digits = outcome
     registry.count_digits(digits)
     return json_response({
         "predictions": results,

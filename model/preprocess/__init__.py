@@ -27,7 +27,7 @@ conversion), ink map to 28x28 about 0.35; a bold drawing, eroded, about 1.3 ms (
 
 from __future__ import annotations
 
-from model.preprocess.decode import ACCEPTED_FORMATS, MAX_IMAGE_PIXELS, decode_image
+from model.preprocess.decode import ACCEPTED_FORMATS, MAX_IMAGE_PIXELS, decode_image, image_size
 from model.preprocess.errors import ERROR_CODES, PreprocessError
 from model.preprocess.field import (
     BBOX_FRACTION,
@@ -60,6 +60,7 @@ __all__ = [
     "ERODE_TO", "ERROR_CODES", "FIELD", "HI_BOX", "MAX_ERODE_WIDTH", "MAX_IMAGE_PIXELS",
     "MIN_CONTRAST", "MNIST_CENTRE", "MNIST_HI_WIDTH", "MNIST_STROKE_WIDTH", "NOISE_FRACTION",
     "STROKE_BAND", "STROKE_BAND_BOLD", "SUPERSAMPLE", "PreprocessError", "decode_image",
-    "distance_to_background", "erode", "erode_smoothly", "image_to_ink", "ink_to_mnist",
-    "ink_width", "preprocess_image", "preprocess_pixels", "ridge_width", "stroke_width",
+    "distance_to_background", "erode", "erode_smoothly", "image_size", "image_to_ink",
+    "ink_to_mnist", "ink_width", "preprocess_image", "preprocess_pixels", "ridge_width",
+    "stroke_width",
 ]

@@ -12,8 +12,18 @@ from model.preprocess.ink import image_to_ink
 
 
 def preprocess_image(data: bytes, *, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
-    """Image bytes -> MNIST-like float32 (28, 28) in 0..255: decode, ink map, normalise."""
-    return ink_to_mnist(image_to_ink(decode_image(data, max_pixels=max_pixels), crop=True))
+    """Image bytes -> MNIST-like float32 (28, 28) in 0..255: decode, ink map, normalise.
+
+    The decoded image is closed as soon as its ink is cropped out of it: under a flood of
+    large images, memory holds each one only while it is being read.
+    """
+    img = decode_image(data, max_pixels=max_pixels)
+    try:
+        ink = image_to_ink(img, crop=True)
+    finally:
+        img.close()
+    del img
+    return ink_to_mnist(ink)
 
 
 def preprocess_pixels(pixels: np.ndarray, *, recentre: bool) -> np.ndarray:

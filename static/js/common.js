@@ -171,6 +171,8 @@ export function h(tag, attrs = {}, ...children) {
     if (value === undefined || value === null || value === false) continue;
     if (key === "dataset") Object.assign(el.dataset, value);
     else if (key === "text") el.textContent = value;
+    // Through the CSSOM: a style attribute in markup is inline style, which the CSP refuses.
+    else if (key === "style") el.style.cssText = String(value);
     else el.setAttribute(key === "className" ? "class" : key, value === true ? "" : String(value));
   }
   for (const child of children.flat()) {
