@@ -48,7 +48,8 @@ JSON_TYPES = ("application/json",)
 INLINE_IMAGE_BYTES = 64 * 1024  # a 280x280 canvas PNG is 2 to 10 KB
 
 
-def answer(predictor: Predictor, seen: np.ndarray, probs: np.ndarray) -> dict[str, Any]:
+def answer(predictor: Predictor, seen: np.ndarray, probs: np.ndarray,
+           verdict: dict[str, Any]) -> dict[str, Any]:
     """One prediction as the API shows it, from the model's input and its probabilities."""
     digit = int(probs.argmax())
     return {
@@ -56,12 +57,16 @@ def answer(predictor: Predictor, seen: np.ndarray, probs: np.ndarray) -> dict[st
         "confidence": round(float(probs[digit]), 6),
         "probabilities": np.round(probs.astype(np.float64), 6).tolist(),
         "preview": seen,  # (28, 28) uint8, written as nested lists
+        "verdict": verdict["verdict"],
+        "verdict_detail": verdict,
     }
 
 
-def run_model(predictor: Predictor, digits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def run_model(predictor: Predictor,
+              digits: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
     seen = predictor.model_input(digits)
-    return seen, predictor.probabilities_of_input(seen)
+    probs, verdicts = predictor.assess_input(seen)
+    return seen, probs, verdicts
 
 
 async def read_single(request: Request, max_pixels: int, max_chars: int) -> tuple[str, Any]:
@@ -107,8 +112,9 @@ async def read_single(request: Request, max_pixels: int, max_chars: int) -> tupl
     openapi_extra=PREDICT_BODY,
     summary="Classify one digit image",
     description="JSON `{\"image\": data URL}` or `{\"pixels\": [...784]}`, a multipart upload "
-    "in field `file`, or a raw image/* body. Answers the digit, all ten probabilities and the "
-    "28x28 image the model saw.",
+    "in field `file`, or a raw image/* body. Answers the digit, all ten probabilities, the "
+    "28x28 image the model saw and a verdict: `digit`, `unsure` or `not_a_digit`, with the "
+    "scores and thresholds behind it in `verdict_detail`.",
 )
 async def predict(
     request: Request, serving: ServingDep
@@ -125,8 +131,8 @@ async def predict(
         digit = image_from_bytes(value, settings.max_image_pixels)
     else:
         digit = value
-    seen, probs = run_model(predictor, digit[None])
-    body = answer(predictor, seen[0], probs[0])
+    seen, probs, verdicts = run_model(predictor, digit[None])
+    body = answer(predictor, seen[0], probs[0], verdicts[0])
     registry.count_digits([body["digit"]])
     body["model_version"] = predictor.version
     body["elapsed_ms"] = round((time.perf_counter() - started) * 1000, 3)
@@ -173,8 +179,9 @@ def predict_batch_sync(predictor: Predictor, payload: Any, max_batch: int, max_p
     digits: list[int] = []
     if good:
         stack = np.stack([parsed[i] for i in good])  # type: ignore[misc]
-        seen, probs = run_model(predictor, stack)
-        answers = iter(answer(predictor, s, p) for s, p in zip(seen, probs, strict=True))
+        seen, probs, verdicts = run_model(predictor, stack)
+        answers = iter(answer(predictor, s, p, v)
+                       for s, p, v in zip(seen, probs, verdicts, strict=True))
     for item in parsed:
         if isinstance(item, InputError):
             results.append({"error": str(item), "code": item.code, "status": item.status})

@@ -1,7 +1,8 @@
 """The Open Inference Protocol v2 (KServe / Triton / Seldon REST), so standard clients work.
 
 Input: one FP32 tensor of shape [N, 784] or [N, 28, 28], pixels 0..1 in MNIST form (light digit
-on dark). Outputs: `probabilities` FP32 [N, 10] and `digit` INT64 [N]. Errors: 400 {"error"}.
+on dark). Outputs: `probabilities` FP32 [N, 10], `digit` INT64 [N] and `verdict` BYTES [N]
+("digit", "unsure" or "not_a_digit", see model/verdict.py). Errors: 400 {"error"}.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from app.schemas import (
 from model.inference import Predictor
 
 MODEL_NAME = "mnist-logreg"
-OUTPUTS = ("probabilities", "digit")
+OUTPUTS = ("probabilities", "digit", "verdict")
 router = APIRouter(prefix="/v2", tags=["inference protocol v2"])
 ERRORS: dict[int | str, dict[str, Any]] = {400: {"model": V2Error}, 404: {"model": V2Error},
                                            503: {"model": V2Error}}
@@ -85,6 +86,7 @@ async def model_metadata(name: str, service: ServiceDep) -> dict[str, Any]:
         "outputs": [
             {"name": "probabilities", "datatype": "FP32", "shape": [-1, 10]},
             {"name": "digit", "datatype": "INT64", "shape": [-1]},
+            {"name": "verdict", "datatype": "BYTES", "shape": [-1]},
         ],
     }
 
@@ -160,7 +162,7 @@ def parse_infer(payload: Any, max_batch: int) -> tuple[np.ndarray, list[str], st
 def infer_sync(predictor: Predictor, payload: Any, max_batch: int) -> tuple[dict[str, Any],
                                                                              list[int]]:
     pixels, names, request_id = parse_infer(payload, max_batch)
-    probs = predictor.probabilities(pixels)
+    probs, verdicts = predictor.assess_input(predictor.model_input(pixels))
     digits = probs.argmax(axis=1)
     n = len(pixels)
     tensors = {
@@ -168,6 +170,8 @@ def infer_sync(predictor: Predictor, payload: Any, max_batch: int) -> tuple[dict
                           "data": [round(float(v), 7) for v in probs.reshape(-1)]},
         "digit": {"name": "digit", "datatype": "INT64", "shape": [n],
                   "data": [int(d) for d in digits]},
+        "verdict": {"name": "verdict", "datatype": "BYTES", "shape": [n],
+                    "data": [v["verdict"] for v in verdicts]},
     }
     body: dict[str, Any] = {"model_name": MODEL_NAME, "model_version": predictor.version,
                             "outputs": [tensors[name] for name in names]}
