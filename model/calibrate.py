@@ -124,7 +124,7 @@ def calibrate(ckpt: Checkpoint, data: Mnist, *, max_rejection: float = MAX_REJEC
     info = {
         "model_version": ckpt.model_version,
         "max_rejection": max_rejection,
-        "thresholds": {k: round(v, 6) for k, v in thresholds.items()},
+        "thresholds": thresholds,  # unrounded: several scores sit on exact ratios
         "valid_rejection": round(rejected, 6),
         "valid_rejection_by_score": by_score,
         "temperature": round(temperature, 6),

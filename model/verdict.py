@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from model.preprocess.facts import INK_FRACTION, drawing_facts
+from model.preprocess.facts import INK_FRACTION
 
 #: Directions of each class's probabilistic PCA.
 PCA_DIMS: Final = 20
@@ -55,15 +55,66 @@ TENSOR_KEYS: Final = ("verdict_means", "verdict_bases", "verdict_variances", "ve
 _EIGHT = np.ones((3, 3), dtype=bool)
 
 
+_PLANE = np.zeros((3, 3, 3), dtype=bool)
+_PLANE[1] = True  # 8-connected within an image, never across images of a stack
+_CROSS = np.zeros((3, 3, 3), dtype=bool)
+_CROSS[1] = ndimage.generate_binary_structure(2, 1)  # 4-connected within an image
+
+
+def _label_owner(labels: np.ndarray, count: int, pixels: int) -> np.ndarray:
+    """Which image of a stack each label 1..count lies in (index 0: background)."""
+    flat = labels.ravel()
+    where = np.flatnonzero(flat)
+    owner = np.zeros(count + 1, dtype=np.int64)
+    owner[flat[where]] = where // pixels
+    return owner
+
+
+def stack_facts(seen: np.ndarray) -> dict[str, np.ndarray]:
+    """The facts of ``drawing_facts`` that the verdict reads, for a stack (N, H, W) of model
+    inputs at once (one labelling for the whole stack), and the loops (``count_loops``)."""
+    arr = np.asarray(seen, dtype=np.float32)
+    n, h, w = arr.shape
+    peak = arr.reshape(n, -1).max(axis=1)
+    safe_peak = np.where(peak > 0.0, peak, 1.0)
+    mask = arr > (INK_FRACTION * peak)[:, None, None]
+    rows, cols = mask.any(axis=2), mask.any(axis=1)
+    inked = rows.any(axis=1)
+    top, bottom = rows.argmax(axis=1), h - rows[:, ::-1].argmax(axis=1)
+    left, right = cols.argmax(axis=1), w - cols[:, ::-1].argmax(axis=1)
+    height = np.where(inked, bottom - top, 1)
+    width = np.where(inked, right - left, 0)
+    in_rows = (np.arange(h) >= top[:, None]) & (np.arange(h) < bottom[:, None])
+    in_cols = (np.arange(w) >= left[:, None]) & (np.arange(w) < right[:, None])
+    box_ink = (arr * (in_rows[:, :, None] & in_cols[:, None, :])).sum(axis=(1, 2))
+    coverage = np.where(inked, box_ink / np.maximum(height * width, 1) / safe_peak, 0.0)
+
+    labels, count = ndimage.label(mask, structure=_PLANE)
+    second = np.zeros(n)
+    if count:
+        owner = _label_owner(labels, count, h * w)[1:]
+        sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:].astype(np.float64)
+        totals = np.bincount(owner, weights=sizes, minlength=n)
+        order = np.lexsort((-sizes, owner))  # by image, largest piece first
+        ranked_owner = owner[order]
+        is_second = np.zeros(count, dtype=bool)
+        is_second[1:] = (ranked_owner[1:] == ranked_owner[:-1])
+        is_second[2:] &= ranked_owner[2:] != ranked_owner[:-2]
+        picks = order[is_second]
+        second[owner[picks]] = sizes[picks] / totals[owner[picks]]
+
+    background = np.pad(~mask, ((0, 0), (1, 1), (1, 1)), constant_values=True)
+    holes, regions = ndimage.label(background, structure=_CROSS)
+    owner = _label_owner(holes, regions, (h + 2) * (w + 2))[1:]
+    loops = np.bincount(owner, minlength=n).astype(np.float64) - 1.0
+    return {"aspect": width / height, "coverage": coverage, "second_piece": second,
+            "loops": np.maximum(loops, 0.0)}
+
+
 def count_loops(image: np.ndarray) -> int:
     """Enclosed background regions (holes) of a 2-D ink map, ink above INK_FRACTION of its peak;
     4-connected background, so a diagonal gap in a stroke does not close a loop."""
-    peak = float(image.max())
-    if not peak > 0.0:
-        return 0
-    background = np.pad(image <= INK_FRACTION * peak, 1, constant_values=True)
-    labels, count = ndimage.label(background)
-    return max(count - 1, 0)  # the outside (touching the padding) is one region
+    return int(stack_facts(np.asarray(image)[None])["loops"][0])
 
 
 @dataclass
@@ -76,12 +127,17 @@ class TypicalityModel:
     residual: np.ndarray  # (10,) variance per pixel off the subspace
 
     def __post_init__(self) -> None:
-        k = self.bases.shape[1]
-        d = self.bases.shape[2]
-        self._stacked = self.bases.reshape(-1, d).T.astype(np.float32)  # (784, 10k)
-        self._offsets = np.einsum("ckd,cd->ck", self.bases, self.means).reshape(-1)
+        k, d = self.bases.shape[1], self.bases.shape[2]
+        # One product gives every class's coordinates and x.mean_c: (784, 10k + 10).
+        self._project = np.ascontiguousarray(np.concatenate(
+            [self.bases.reshape(-1, d), self.means]).T.astype(np.float64))
+        self._offsets = np.einsum("ckd,cd->ck", self.bases.astype(np.float64),
+                                  self.means.astype(np.float64))
         self._mean_sq = (self.means.astype(np.float64) ** 2).sum(axis=1)
-        self._log_norm = np.log(self.variances).sum(axis=1) + (d - k) * np.log(self.residual)
+        self._inv_var = 1.0 / self.variances.astype(np.float64)
+        self._inv_residual = 1.0 / self.residual.astype(np.float64)
+        self._log_norm = np.log(self.variances.astype(np.float64)).sum(axis=1) \
+            + (d - k) * np.log(self.residual.astype(np.float64))
 
     @classmethod
     def fit(cls, x: np.ndarray, labels: np.ndarray, dims: int = PCA_DIMS) -> TypicalityModel:
@@ -101,15 +157,16 @@ class TypicalityModel:
 
     def score(self, x: np.ndarray) -> np.ndarray:
         """(N, 784) normalised inputs -> (N,) smallest per-class negative log-likelihood / 2."""
-        k = self.bases.shape[1]
-        proj = (x.astype(np.float32) @ self._stacked).astype(np.float64)  # (N, 10k)
-        z = (proj - self._offsets).reshape(len(x), 10, k)  # coordinates about each class mean
+        n, k = len(x), self.bases.shape[1]
+        x64 = np.asarray(x, dtype=np.float64)
+        product = x64 @ self._project  # (N, 10k + 10)
+        z = product[:, : 10 * k].reshape(n, 10, k) - self._offsets  # about each class mean
         # |x - mu|^2 = |x|^2 - 2 x.mu + |mu|^2, without forming x - mu for every class.
-        x64 = x.astype(np.float64)
-        dist2 = (x64 ** 2).sum(axis=1)[:, None] - 2.0 * (x64 @ self.means.T.astype(np.float64)) \
+        dist2 = np.einsum("nd,nd->n", x64, x64)[:, None] - 2.0 * product[:, 10 * k :] \
             + self._mean_sq
-        residual2 = np.maximum(dist2 - (z ** 2).sum(axis=2), 0.0)
-        nll = (z ** 2 / self.variances).sum(axis=2) + residual2 / self.residual + self._log_norm
+        z2 = z * z
+        residual2 = np.maximum(dist2 - z2.sum(axis=2), 0.0)
+        nll = (z2 * self._inv_var).sum(axis=2) + residual2 * self._inv_residual + self._log_norm
         return 0.5 * nll.min(axis=1)
 
     def tensors(self) -> dict[str, torch.Tensor]:
@@ -130,15 +187,8 @@ def input_scores(seen: np.ndarray, x: np.ndarray, logits: np.ndarray,
     """The six scores of (N, 28, 28) model inputs `seen`, normalised as `x`, with `logits`."""
     top = logits.max(axis=1)
     energy = -(top + np.log(np.exp(logits - top[:, None]).sum(axis=1)))
-    facts = [drawing_facts(image) for image in seen]
-    return {
-        "second_piece": np.array([f.second_share for f in facts]),
-        "aspect": np.array([f.aspect for f in facts]),
-        "loops": np.array([count_loops(image) for image in seen], dtype=np.float64),
-        "coverage": np.array([f.coverage for f in facts]),
-        "energy": energy.astype(np.float64),
-        "atypicality": typicality.score(x),
-    }
+    return {**stack_facts(seen), "energy": energy.astype(np.float64),
+            "atypicality": typicality.score(x)}
 
 
 @dataclass
@@ -193,7 +243,7 @@ class VerdictModel:
                 "sure_above": round(self.sure_above, 6),
                 "temperature": round(self.temperature, 6),
                 "scores": {k: round(v, 6) if math.isfinite(v) else None for k, v in mine.items()},
-                "thresholds": {k: round(v, 6) for k, v in self.thresholds.items()},
+                "thresholds": dict(self.thresholds),
             })
         return out
 
