@@ -15,7 +15,7 @@ from fastapi.staticfiles import StaticFiles
 from app.errors import ContentLengthLimit, install_error_handlers
 from app.lifespan import lifespan
 from app.metrics import MetricsMiddleware, Registry
-from app.routes import health, metrics, model_info, pages, predict, v2
+from app.routes import health, metrics, model_info, pages, predict, v2, verdict
 from app.schemas import BatchJSON, PredictJSON, PredictUpload, V2InferRequest
 from app.service import ModelService
 from app.settings import Settings
@@ -41,7 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.service = ModelService(settings)
     app.state.registry = Registry()
     install_error_handlers(app, settings.max_body_bytes)
-    for module in (health, predict, model_info, v2, metrics, pages):
+    for module in (health, predict, model_info, verdict, v2, metrics, pages):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     # FastAPI's body limit counts the bytes that arrive (chunked bodies, lying clients) but

@@ -43,6 +43,23 @@ class VerdictDetail(BaseModel):
     thresholds: dict[str, float]
 
 
+class VerdictInfo(BaseModel):
+    """How the served model's verdict was fitted (model/calibrate.py)."""
+
+    model_version: str
+    max_rejection: float
+    thresholds: dict[str, float]
+    valid_rejection: float
+    valid_rejection_by_score: dict[str, float]
+    temperature: float
+    target_accuracy: float
+    sure_above: float
+    sure_coverage: float
+    reliability: dict[str, dict[str, Any]]
+    risk_coverage: dict[str, list[float]]
+    rejected_examples: list[dict[str, Any]]
+
+
 class Prediction(BaseModel):
     digit: int = Field(ge=0, le=9)
     confidence: float

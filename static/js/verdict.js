@@ -14,7 +14,7 @@ export function describeVerdict(result, digit, runnerUp, confidence, formatPerce
   const [first, second] = Array.isArray(detail.candidates) ? detail.candidates : [digit, runnerUp];
   if (verdict === "not_a_digit") {
     const why = (detail.message || "That doesn't look like a digit.")
-      .replace(/^That doesn't look like a digit: /, "");
+      .replace(/^That doesn't look like a digit: /, "").replace(/\.$/, "");
     const reason = why.charAt(0).toUpperCase() + why.slice(1);
     return {
       state: "not-digit",
