@@ -138,7 +138,7 @@ def _circle(cx: float, cy: float, r: float, start: float = 0.0, stop: float = 2 
 
 def _letter(index: int, rng: np.random.Generator, fonts: list[Path]) -> tuple[np.ndarray, str]:
     char = LETTERS[index % len(LETTERS)]
-    font_path = fonts[(index // len(LETTERS)) % len(fonts)]
+    font_path = fonts[int(rng.integers(len(fonts)))]  # every letter in a mix of faces
     size = int(rng.uniform(0.35, 0.85) * CANVAS)
     font = ImageFont.truetype(str(font_path), size)
     img = Image.new("L", (CANVAS * 2, CANVAS * 2), 0)

@@ -9,6 +9,9 @@ if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
   missing=""
   [ -x /usr/bin/chromium ] || missing="$missing chromium"
   command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing="$missing nginx-light"
+  # Letters in several fonts for the not-a-digit tests (benchmarks/nondigits.py).
+  [ -d /usr/share/fonts/truetype/dejavu ] || missing="$missing fonts-dejavu-core"
+  [ -d /usr/share/fonts/truetype/liberation ] || missing="$missing fonts-liberation"
   if [ -n "$missing" ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
   fi

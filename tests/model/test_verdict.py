@@ -133,3 +133,22 @@ def test_a_calibration_for_other_weights_is_ignored(default_result, mnist: Mnist
     ckpt = _small_verdict(default_result.to_checkpoint(), mnist)
     other = replace(ckpt, bias=ckpt.bias + 0.01)
     assert Predictor(other, device="cpu").verdicts is None
+
+
+def test_facts_before_scaling_come_with_the_same_digit() -> None:
+    import io
+
+    from PIL import Image
+
+    from model.preprocess import decode_image, image_to_ink, preprocess_image
+    from model.preprocess.pipeline import preprocess_image_with_facts
+
+    canvas = np.zeros((280, 280), np.uint8)
+    canvas[60:220, 120:150] = 255  # a tall bar: a 1
+    out = io.BytesIO()
+    Image.fromarray(canvas).save(out, "PNG")
+    digit, facts = preprocess_image_with_facts(out.getvalue())
+    np.testing.assert_array_equal(digit, preprocess_image(out.getvalue()))
+    ink = image_to_ink(decode_image(out.getvalue()), crop=True)
+    assert facts == drawing_facts(ink)
+    assert facts.aspect == pytest.approx(30 / 160) and facts.pieces == 1
