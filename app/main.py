@@ -18,7 +18,18 @@ from app.limits import RequestDeadline, limiter_for
 from app.metrics import MetricsMiddleware, Registry
 from app.openapi import CanvasAPI
 from app.ratelimit import RateLimiter
-from app.routes import data_page, docs, feedback, health, metrics, model_info, pages, predict, v2
+from app.routes import (
+    data_page,
+    docs,
+    feedback,
+    health,
+    metrics,
+    model_info,
+    pages,
+    predict,
+    v2,
+    verdict,
+)
 from app.routes import models as model_history
 from app.security import SecurityHeaders
 from app.service import ModelService
@@ -50,8 +61,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                   migrate=settings.database_migrate)
     app.state.feedback_limiter = RateLimiter(settings.feedback_per_minute)
     install_error_handlers(app, settings.max_body_bytes)
-    for module in (health, predict, model_info, v2, metrics, pages, docs, feedback, data_page,
-                   model_history):
+    for module in (health, predict, model_info, verdict, v2, metrics, pages, docs, feedback,
+                   data_page, model_history):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=package_dir("app.static")), name="static")
     # Each middleware added wraps the ones before it (the last one added runs first).

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -24,11 +24,49 @@ class PredictUpload(BaseModel):
     file: bytes = Field(description="an image file (PNG, JPEG, GIF, BMP, WebP)")
 
 
+class VerdictDetail(BaseModel):
+    """The numbers behind a verdict (see model/verdict.py)."""
+
+    verdict: Literal["digit", "unsure", "not_a_digit"]
+    reason: str = Field(description="the first failed test, `low_confidence`, `confident` or "
+                        "`uncalibrated`")
+    failed: list[str] = Field(description="every not-a-digit test whose score is over its "
+                              "threshold")
+    message: str = Field(description="the verdict in words")
+    candidates: list[int] = Field(description="the two likeliest digits")
+    calibrated_confidence: float | None = Field(
+        description="the top probability after temperature scaling")
+    sure_above: float = Field(description="calibrated confidence above which validation "
+                              "answers were right 99% of the time")
+    temperature: float | None
+    scores: dict[str, float | None]
+    thresholds: dict[str, float]
+
+
+class VerdictInfo(BaseModel):
+    """How the served model's verdict was fitted (model/calibrate.py)."""
+
+    model_version: str
+    max_rejection: float
+    thresholds: dict[str, float]
+    valid_rejection: float
+    valid_rejection_by_score: dict[str, float]
+    temperature: float
+    target_accuracy: float
+    sure_above: float
+    sure_coverage: float
+    reliability: dict[str, dict[str, Any]]
+    risk_coverage: dict[str, list[float]]
+    rejected_examples: list[dict[str, Any]]
+
+
 class Prediction(BaseModel):
     digit: int = Field(ge=0, le=9)
     confidence: float
     probabilities: list[float] = Field(min_length=10, max_length=10)
     preview: list[list[int]] = Field(description="28x28 pixels 0..255: what the model saw")
+    verdict: Literal["digit", "unsure", "not_a_digit"]
+    verdict_detail: VerdictDetail
     model_version: str
     elapsed_ms: float
 
@@ -47,6 +85,8 @@ class BatchPrediction(BaseModel):
     confidence: float | None = None
     probabilities: list[float] | None = None
     preview: list[list[int]] | None = None
+    verdict: Literal["digit", "unsure", "not_a_digit"] | None = None
+    verdict_detail: VerdictDetail | None = None
     error: str | None = None
     code: str | None = None
     status: int | None = None

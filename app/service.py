@@ -119,6 +119,7 @@ class ModelService:
 
     def _train(self, path: Path) -> None:
         # Training code is imported only here, so a server that loads a model never pays for it.
+        from model.calibrate import calibrate
         from model.checkpoint import save_checkpoint
         from model.data import load_mnist
         from model.training import train
@@ -129,7 +130,7 @@ class ModelService:
             data, device=self.settings.device, threads=self.settings.torch_threads,
             out=_LogWriter(),
         )
-        save_checkpoint(result.to_checkpoint(), path)
+        save_checkpoint(calibrate(result.to_checkpoint(), data), path)
         accuracy = result.test.accuracy if result.test else float("nan")
         logger.info("saved %s (test accuracy %.4f)", path, accuracy)
 

@@ -117,8 +117,14 @@ def wants_binary(payload: dict[str, Any], requested: dict[str, Any] | None) -> b
 
 def binary_output(name: str, datatype: str, array: np.ndarray,
                   chunks: list[bytes]) -> dict[str, Any]:
-    """An output tensor's JSON for a binary answer; its bytes are appended to `chunks`."""
-    data = np.ascontiguousarray(array, dtype=DTYPES[datatype]).tobytes()
+    """An output tensor's JSON for a binary answer; its bytes are appended to `chunks`.
+
+    BYTES elements (an array of bytes objects) are written as the protocol serialises them:
+    each one's length as a 4-byte little-endian integer, then its bytes."""
+    if datatype == "BYTES":
+        data = b"".join(len(item).to_bytes(4, "little") + item for item in array.reshape(-1))
+    else:
+        data = np.ascontiguousarray(array, dtype=DTYPES[datatype]).tobytes()
     chunks.append(data)
     return {"name": name, "datatype": datatype, "shape": list(array.shape),
             "parameters": {"binary_data_size": len(data)}}

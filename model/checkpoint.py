@@ -28,6 +28,8 @@ from model.transforms import KNOWN_TRANSFORMS
 FORMAT = "mnist-canvas/logreg"
 SCHEMA_VERSION = 1
 METADATA_KEY = "mnist_canvas"
+#: Extra tensors a checkpoint may carry (older readers ignore them).
+EXTRA_PREFIXES = ("verdict_",)
 REQUIRED_KEYS = (
     "format", "schema_version", "arch", "mean", "std", "transforms", "model_version",
 )
@@ -60,6 +62,8 @@ class Checkpoint:
     gallery_images: torch.Tensor | None = None  # (K, 28, 28) uint8 misclassified test digits
     gallery_true: torch.Tensor | None = None  # (K,) int64
     gallery_pred: torch.Tensor | None = None  # (K,) int64
+    # Named tensors beside the model's own, e.g. the verdict's typicality model ("verdict_*").
+    extra_tensors: dict[str, torch.Tensor] = field(default_factory=dict)
 
     @property
     def model_version(self) -> str:
@@ -84,6 +88,10 @@ def to_bytes(ckpt: Checkpoint) -> bytes:
         tensors["gallery_images"] = ckpt.gallery_images.to(torch.uint8).contiguous()
         tensors["gallery_true"] = ckpt.gallery_true.to(torch.int64).contiguous()
         tensors["gallery_pred"] = ckpt.gallery_pred.to(torch.int64).contiguous()
+    for name, tensor in ckpt.extra_tensors.items():
+        if not name.startswith(EXTRA_PREFIXES):
+            raise ValueError(f"extra tensor {name!r} must start with one of {EXTRA_PREFIXES}")
+        tensors[name] = tensor.detach().cpu().contiguous()
     header = {
         **ckpt.meta,
         "format": FORMAT,
@@ -189,6 +197,7 @@ def from_bytes(raw: bytes, source: str = "<bytes>") -> Checkpoint:
         gallery_images=gallery,
         gallery_true=tensors.get("gallery_true") if gallery is not None else None,
         gallery_pred=tensors.get("gallery_pred") if gallery is not None else None,
+        extra_tensors={k: v for k, v in tensors.items() if k.startswith(EXTRA_PREFIXES)},
     )
 
 

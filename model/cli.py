@@ -73,7 +73,17 @@ def add_commands(sub: argparse._SubParsersAction, defaults: CommandDefaults) -> 
                    help="one epoch on 2,000 images; nothing is saved")
     p.add_argument("--lock-timeout", type=float, default=defaults.lock_timeout,
                    help="seconds to wait while another process trains the same model path")
+    p.add_argument("--no-calibrate", action="store_true",
+                   help="skip fitting the verdict and temperature (see `calibrate`)")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("calibrate", help="fit a checkpoint's not-a-digit verdict and "
+                       "temperature on the validation split and store them in it")
+    add_data_args(p, defaults)
+    p.add_argument("--model", type=Path, default=defaults.model_path,
+                   help="checkpoint to calibrate (in place)")
+    p.add_argument("--out", type=Path, default=None, help="write here instead of in place")
+    p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("evaluate", help="report a checkpoint's accuracy on validation and test")
     add_data_args(p, defaults)
@@ -147,8 +157,39 @@ def train_and_save(args: argparse.Namespace, out: Path | None) -> int:
         print("dry run: nothing saved")
         return 0
     ckpt = result.to_checkpoint()
+    if not args.no_calibrate:
+        from model.calibrate import calibrate
+
+        ckpt = calibrate(ckpt, data)
+        print(format_verdict(ckpt))
     save_checkpoint(ckpt, out)
     print(f"saved {out} (model version {ckpt.model_version})")
+    return 0
+
+
+def format_verdict(ckpt: object) -> str:
+    info = getattr(ckpt, "meta", {}).get("verdict", {})
+    rel = info.get("reliability", {})
+    return (
+        f"verdict: {100 * info['valid_rejection']:.2f}% of validation digits called not a "
+        f"digit; temperature {info['temperature']:.3f}; not sure under {info['sure_above']:.4f} "
+        f"({100 * info['sure_coverage']:.1f}% of validation answered sure); ECE validation "
+        f"{rel['valid_before']['ece']:.4f} -> {rel['valid_after']['ece']:.4f}, test "
+        f"{rel['test_before']['ece']:.4f} -> {rel['test_after']['ece']:.4f}"
+    )
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from model.calibrate import calibrate
+    from model.checkpoint import load_checkpoint, save_checkpoint
+
+    path = args.model
+    ckpt = calibrate(load_checkpoint(path),
+                     load_mnist(args.data_dir, download=args.download))
+    out = args.out or path
+    save_checkpoint(ckpt, out)
+    print(format_verdict(ckpt))
+    print(f"saved {out} (model version {ckpt.model_version}, weights unchanged)")
     return 0
 
 

@@ -11,6 +11,9 @@ if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
   command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing="$missing nginx-light"
   # The database tests start their own PostgreSQL server with Debian's initdb/pg_ctl.
   compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing="$missing postgresql"
+  # Letters in several fonts for the not-a-digit tests (benchmarks/nondigits.py).
+  [ -d /usr/share/fonts/truetype/dejavu ] || missing="$missing fonts-dejavu-core"
+  [ -d /usr/share/fonts/truetype/liberation ] || missing="$missing fonts-liberation"
   if [ -n "$missing" ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
   fi

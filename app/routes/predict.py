@@ -60,12 +60,14 @@ JSON_TYPES = ("application/json",)
 INLINE_PIXELS = 400 * 400
 
 
-def answer(seen: np.ndarray, probs: np.ndarray) -> dict[str, Any]:
-    """One prediction as the API shows it, from the model's input and its probabilities."""
-    return answers(seen[None], probs[None])[0]
+def answer(seen: np.ndarray, probs: np.ndarray, verdict: dict[str, Any]) -> dict[str, Any]:
+    """One prediction as the API shows it, from the model's input, its probabilities and the
+    verdict on it."""
+    return answers(seen[None], probs[None], [verdict])[0]
 
 
-def answers(seen: np.ndarray, probs: np.ndarray, previews: bool = True) -> list[dict[str, Any]]:
+def answers(seen: np.ndarray, probs: np.ndarray, verdicts: list[dict[str, Any]],
+            previews: bool = True) -> list[dict[str, Any]]:
     """Predictions as the API shows them, rounded for the whole batch at once (1,000 answers:
     1.2 ms instead of 3.8 one by one); `previews=False` leaves the 28x28 previews out."""
     digits = probs.argmax(axis=1)
@@ -77,14 +79,18 @@ def answers(seen: np.ndarray, probs: np.ndarray, previews: bool = True) -> list[
                                "probabilities": rounded[i]}
         if previews:
             one["preview"] = seen[i]  # (28, 28) uint8, written as nested lists
+        one["verdict"] = verdicts[i]["verdict"]
+        one["verdict_detail"] = verdicts[i]
         out.append(one)
     return out
 
 
 @timed_function("predict")
-def run_model(predictor: Predictor, digits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def run_model(predictor: Predictor,
+              digits: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
     seen = predictor.model_input(digits)
-    return seen, predictor.probabilities_of_input(seen)
+    probs, verdicts = predictor.assess_input(seen)
+    return seen, probs, verdicts
 
 
 async def read_single(request: Request, max_chars: int) -> tuple[str, Any]:
@@ -119,8 +125,9 @@ async def read_single(request: Request, max_chars: int) -> tuple[str, Any]:
     openapi_extra=PREDICT_BODY,
     summary="Classify one digit image",
     description="JSON `{\"image\": data URL}` or `{\"pixels\": [...784]}`, a multipart upload "
-    "in field `file`, or a raw image/* body. Answers the digit, all ten probabilities and the "
-    "28x28 image the model saw.",
+    "in field `file`, or a raw image/* body. Answers the digit, all ten probabilities, the "
+    "28x28 image the model saw and a verdict: `digit`, `unsure` or `not_a_digit`, with the "
+    "scores and thresholds behind it in `verdict_detail`.",
 )
 async def predict(
     request: Request, serving: ServingDep
@@ -139,8 +146,8 @@ async def predict(
             digit = image_from_bytes(value, settings.max_image_pixels)
     else:
         digit = value
-    seen, probs = run_model(predictor, digit[None])
-    body = answer(seen[0], probs[0])
+    seen, probs, verdicts = run_model(predictor, digit[None])
+    body = answer(seen[0], probs[0], verdicts[0])
     registry.count_digits([body["digit"]])
     body["model_version"] = predictor.version
     body["elapsed_ms"] = round((time.perf_counter() - started) * 1000, 3)
@@ -239,8 +246,8 @@ def predict_batch_sync(predictor: Predictor, batch: Batch, max_pixels: int,
     digits: list[int] = []
     if good:
         stack = np.stack([parsed[i] for i in good])  # type: ignore[misc]
-        seen, probs = run_model(predictor, stack)
-        in_order = iter(answers(seen, probs, batch.previews))
+        seen, probs, verdicts = run_model(predictor, stack)
+        in_order = iter(answers(seen, probs, verdicts, batch.previews))
     for item in parsed:
         if isinstance(item, InputError):
             results.append({"error": str(item), "code": item.code, "status": item.status})
@@ -257,8 +264,8 @@ def answer_light_batch(predictor: Predictor, body: bytes, settings: Settings, wo
     it at once if it is light (LIGHT_COST), or return it to wait for a worker slot."""
     fast = pixel_batch(body, settings.max_batch)  # raw pixels, checked as one array (batchjson)
     if fast is not None:  # a matrix product: light whatever its size
-        seen, probs = run_model(predictor, fast[0])
-        answered = answers(seen, probs, previews=fast[1])
+        seen, probs, verdicts = run_model(predictor, fast[0])
+        answered = answers(seen, probs, verdicts, previews=fast[1])
         return answered, [one["digit"] for one in answered]
     batch = prepare_batch(body, settings)
     if batch.cost > LIGHT_COST:

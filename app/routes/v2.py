@@ -1,7 +1,8 @@
 """The Open Inference Protocol v2 (KServe / Triton / Seldon REST), so standard clients work.
 
 Input: one FP32 tensor of shape [N, 784] or [N, 28, 28], pixels 0..1 in MNIST form (light digit
-on dark). Outputs: `probabilities` FP32 [N, 10] and `digit` INT64 [N]. Errors: 400 {"error"}.
+on dark). Outputs: `probabilities` FP32 [N, 10], `digit` INT64 [N] and `verdict` BYTES [N]
+("digit", "unsure" or "not_a_digit", see model/verdict.py). Errors: 400 {"error"}.
 Tensors travel in JSON or, with the binary tensor data extension, as raw bytes after a JSON
 header (see app.v2binary).
 """
@@ -46,8 +47,8 @@ MODEL_NAME = "mnist-logreg"
 # Content types the infer route reads: JSON, and the binary tensor extension's octet-stream.
 # Anything else (text/plain, forms: what a hostile page may post cross-site) is a 415.
 INFER_TYPES = ("application/json", "application/octet-stream")
-OUTPUTS = ("probabilities", "digit")
-DATATYPES = {"probabilities": "FP32", "digit": "INT64"}
+OUTPUTS = ("probabilities", "digit", "verdict")
+DATATYPES = {"probabilities": "FP32", "digit": "INT64", "verdict": "BYTES"}
 EXTENSIONS = ["binary_tensor_data"]
 BINARY_BODY = {"schema": {"type": "string", "format": "binary"}}
 router = APIRouter(prefix="/v2", tags=["inference protocol v2"])
@@ -105,6 +106,7 @@ async def model_metadata(name: str, service: ServiceDep) -> dict[str, Any]:
         "outputs": [
             {"name": "probabilities", "datatype": "FP32", "shape": [-1, 10]},
             {"name": "digit", "datatype": "INT64", "shape": [-1]},
+            {"name": "verdict", "datatype": "BYTES", "shape": [-1]},
         ],
     }
 
@@ -200,15 +202,19 @@ def infer_sync(predictor: Predictor, raw: bytes, header_length: str | None,
         raise V2Failure(str(exc)) from exc
     pixels, outputs, request_id = parse_infer(payload, max_batch, binary)
     with timed("predict"):
-        probs = predictor.probabilities(pixels)
+        probs, verdicts = predictor.assess_input(predictor.model_input(pixels))
     digits = probs.argmax(axis=1)
     n = len(pixels)
-    arrays = {"probabilities": probs, "digit": digits}
+    words = [v["verdict"] for v in verdicts]
+    arrays = {"probabilities": probs, "digit": digits,
+              "verdict": np.array([w.encode() for w in words], dtype=object)}
     json_tensors = {
         "probabilities": lambda: {"name": "probabilities", "datatype": "FP32", "shape": [n, 10],
                                   "data": [round(float(v), 7) for v in probs.reshape(-1)]},
         "digit": lambda: {"name": "digit", "datatype": "INT64", "shape": [n],
                           "data": digits.tolist()},
+        "verdict": lambda: {"name": "verdict", "datatype": "BYTES", "shape": [n],
+                            "data": words},
     }
     chunks: list[bytes] = []
     tensors = [binary_output(name, DATATYPES[name], arrays[name], chunks) if in_binary

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from model.preprocess.decode import ACCEPTED_FORMATS, MAX_IMAGE_PIXELS, decode_image, image_size
 from model.preprocess.errors import ERROR_CODES, PreprocessError
+from model.preprocess.facts import DrawingFacts, drawing_facts
 from model.preprocess.field import (
     BBOX_FRACTION,
     BOLD_GATE,
@@ -41,7 +42,11 @@ from model.preprocess.field import (
 )
 from model.preprocess.geometry import BOX, FIELD, HI_BOX, MNIST_CENTRE, SUPERSAMPLE
 from model.preprocess.ink import MIN_CONTRAST, image_to_ink
-from model.preprocess.pipeline import preprocess_image, preprocess_pixels
+from model.preprocess.pipeline import (
+    preprocess_image,
+    preprocess_image_with_facts,
+    preprocess_pixels,
+)
 from model.preprocess.stroke import (
     MNIST_HI_WIDTH,
     MNIST_STROKE_WIDTH,
@@ -56,7 +61,8 @@ from model.preprocess.stroke import (
 )
 
 __all__ = [
-    "ACCEPTED_FORMATS", "BBOX_FRACTION", "BOLD_GATE", "BOX", "CROP_REACH", "ERODE_ABOVE",
+    "ACCEPTED_FORMATS", "BBOX_FRACTION", "DrawingFacts", "drawing_facts",
+    "preprocess_image_with_facts", "BOLD_GATE", "BOX", "CROP_REACH", "ERODE_ABOVE",
     "ERODE_TO", "ERROR_CODES", "FIELD", "HI_BOX", "MAX_ERODE_WIDTH", "MAX_IMAGE_PIXELS",
     "MIN_CONTRAST", "MNIST_CENTRE", "MNIST_HI_WIDTH", "MNIST_STROKE_WIDTH", "NOISE_FRACTION",
     "STROKE_BAND", "STROKE_BAND_BOLD", "SUPERSAMPLE", "PreprocessError", "decode_image",

@@ -6,6 +6,7 @@ import numpy as np
 
 from model.preprocess.decode import MAX_IMAGE_PIXELS, decode_image
 from model.preprocess.errors import PreprocessError
+from model.preprocess.facts import DrawingFacts, drawing_facts
 from model.preprocess.field import ink_to_mnist
 from model.preprocess.geometry import FIELD
 from model.preprocess.ink import image_to_ink
@@ -24,6 +25,15 @@ def preprocess_image(data: bytes, *, max_pixels: int = MAX_IMAGE_PIXELS) -> np.n
         img.close()
     del img
     return ink_to_mnist(ink)
+
+
+def preprocess_image_with_facts(
+    data: bytes, *, max_pixels: int = MAX_IMAGE_PIXELS
+) -> tuple[np.ndarray, DrawingFacts]:
+    """`preprocess_image`, and the facts of the drawing's ink before it was scaled (its box's
+    aspect, coverage, pieces): what the 28x28 digit no longer shows at the drawing's scale."""
+    ink = image_to_ink(decode_image(data, max_pixels=max_pixels), crop=True)
+    return ink_to_mnist(ink), drawing_facts(ink)
 
 
 def preprocess_pixels(pixels: np.ndarray, *, recentre: bool) -> np.ndarray:

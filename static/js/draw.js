@@ -15,13 +15,13 @@ import {
   paintLegends,
   showVersion,
 } from "./common.js";
+import { describeVerdict } from "./verdict.js";
 
 const EXPORT_SIZE = 280; // the image sent to the server, whatever the screen's pixel ratio
 // Brush width as a fraction of the canvas side: 1/16 (17.5 px on 280) is MNIST-like once a
 // large digit is scaled to 20 px; 1/13 read small drawings 5 points worse (benchmarks/canvas.py).
 const BRUSH = 1 / 16;
 const THROTTLE_MS = 100; // at most ~10 requests a second while drawing
-const LOW_CONFIDENCE = 0.5; // below this the page says it is not sure
 
 const $ = (id) => document.getElementById(id);
 const canvas = $("canvas");
@@ -320,23 +320,17 @@ function showResult(result, final) {
   const digit = Number.isInteger(result.digit) ? result.digit : order[0][1];
   const confidence = Number.isFinite(result.confidence) ? result.confidence : probs[digit];
   const runnerUp = order.find(([, d]) => d !== digit)[1];
-  const unsure = confidence < LOW_CONFIDENCE;
+  // "Not sure" and "not a digit" are the server's verdict (see static/js/verdict.js).
+  const verdict = describeVerdict(result, digit, runnerUp, confidence, formatPercent);
 
-  ui.answer.dataset.state = unsure ? "unsure" : "confident";
+  ui.answer.dataset.state = verdict.state;
   ui.answer.dataset.digit = String(digit);
-  ui.digit.textContent = String(digit);
-  ui.confidence.textContent = `${formatPercent(confidence)} confident`;
-  setMini(unsure ? "unsure" : "confident", String(digit), formatPercent(confidence));
-  const sentence = unsure
-    ? `Not sure \u2014 maybe ${digit} or ${runnerUp}`
-    : `It's ${digit === 8 ? "an" : "a"} ${digit}`;
-  ui.status.textContent = unsure
-    ? `${sentence} (${formatPercent(probs[runnerUp])} for ${runnerUp}).`
-    : `${sentence}. Next best: ${runnerUp} at ${formatPercent(probs[runnerUp])}.`;
+  ui.digit.textContent = verdict.glyph;
+  ui.confidence.textContent = verdict.headline;
+  setMini(verdict.state, verdict.glyph, verdict.state === "not-digit" ? "?" : formatPercent(confidence));
+  ui.status.textContent = verdict.status;
   if (final) {
-    ui.announce.textContent = unsure
-      ? `${sentence}: ${formatPercent(confidence)} for ${digit}, ${formatPercent(probs[runnerUp])} for ${runnerUp}.`
-      : `Prediction: ${digit}, ${formatPercent(confidence)} confident.`;
+    ui.announce.textContent = verdict.announce;
   }
 
   ui.rows.forEach((row, d) => {
