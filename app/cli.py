@@ -43,15 +43,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # directory is gone the signal ends the process as usual (its exit status unchanged).
     stopped: int | None = None
     handlers = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    before = args.settings.prometheus_multiproc_dir  # what the environment said at start
     try:
         with tempfile.TemporaryDirectory(prefix="mnist-canvas-metrics-") as metrics_dir:
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-            logger.info("workers share their metrics in %s", metrics_dir)
+            logger.debug("workers share their metrics in %s", metrics_dir)
             return serve(args)
     except Stopped as exc:
         stopped = exc.signum
         return 128 + stopped
     finally:
+        # The variable names a removed directory now: a caller that goes on (a test, a
+        # refused start) must not see it.
+        if before is None:
+            os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        else:
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(before)
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
         if stopped is not None:

@@ -56,16 +56,9 @@ if __package__ in (None, ""):
 
 from PIL import Image, ImageDraw
 
-from benchmarks.common import (
-    REPO,
-    bench_env,
-    cpu_seconds,
-    finish,
-    free_port,
-    http_get,
-    machine_info,
-    stop_process,
-)
+from benchmarks.environment import REPO, bench_env, machine_info
+from benchmarks.reporting import finish
+from benchmarks.servers import cpu_seconds, free_port, http_get, stop_process
 
 Answer = tuple[int, bytes]
 

@@ -12,7 +12,7 @@ Non-digits, by kind (KINDS):
 - ``speck``: almost-empty canvases: a dot, a tick, a short flick.
 
 Drawn digits: validation-split digits (never MNIST's test digits) drawn under each of
-``benchmarks.canvas.CONDITIONS`` (page brush, thin and thick pens, PNG/JPEG, both polarities).
+``benchmarks.drawing.CONDITIONS`` (page brush, thin and thick pens, PNG/JPEG, both polarities).
 
 Nothing here is used to fit the verdict's thresholds: they are chosen on MNIST's validation
 digits alone (``model.calibration``); these sets only measure them.
@@ -42,7 +42,7 @@ if __package__ in (None, ""):
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from benchmarks.canvas import CANVAS, CONDITIONS, PAGE_BRUSH, Condition, brush_ink, draw, encode
+from benchmarks.drawing import CANVAS, CONDITIONS, PAGE_BRUSH, Condition, brush_ink, draw, encode
 
 KINDS = ("letter", "shape", "stroke", "scribble", "pair", "speck")
 DEFAULT_SEED = 20261202  # 20261201 was looked at to choose the verdict's mixture size

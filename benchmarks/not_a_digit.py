@@ -145,7 +145,7 @@ def rejected_png(path: Path, seen: np.ndarray, samples: list[Sample],
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from benchmarks.common import SHIPPED_MODEL, data_dir, limit_threads, machine_info
+    from benchmarks.environment import SHIPPED_MODEL, data_dir, limit_threads, machine_info
     from model.data import load_mnist
 
     limit_threads()
@@ -243,7 +243,7 @@ def report(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from benchmarks.common import finish
+    from benchmarks.reporting import finish
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", type=Path, default=None)

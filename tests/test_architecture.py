@@ -51,6 +51,13 @@ def environment_reads(path: Path) -> list[int]:
         id(node.value) for node in ast.walk(tree)
         if isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Store)
     }
+    # A bare `os.environ.pop(NAME, None)` statement removes a variable (a process handing
+    # settings to its workers cleans up after itself); it reads nothing into the program.
+    writes |= {
+        id(node.value.func.value) for node in ast.walk(tree)
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call)
+        and isinstance(node.value.func, ast.Attribute) and node.value.func.attr == "pop"
+    }
     lines = []
     for node in ast.walk(tree):
         if (isinstance(node, ast.Attribute) and node.attr in ("environ", "environb", "getenv")
