@@ -5,6 +5,12 @@
 #   docker build -t mnist-canvas .                                   # CPU torch (default)
 #   docker build -t mnist-canvas:cuda \
 #     --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128 .   # CUDA torch
+#   docker build --build-arg PIP_NO_INDEX=1 -t mnist-canvas .       # offline: wheels from wheelhouse/
+#
+# Offline (air-gapped) builds: fill wheelhouse/ on a connected machine with
+# scripts/fill-wheelhouse.sh (docs/deployment.md); with PIP_NO_INDEX=1 pip installs from those
+# wheels alone and never asks an index. PYTHON_IMAGE names the base image (a mirror's copy, or
+# the Debian-built stand-in of scripts/deploy-check.sh); nothing else differs between builds.
 #
 # Two stages: the builder makes a virtual environment at /opt/venv, the runtime stage copies
 # it onto a clean base, so the build's leftovers (downloads, the build backend) stay behind.
@@ -17,14 +23,18 @@ FROM ${PYTHON_IMAGE} AS builder
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 # Inside the range pyproject.toml allows ("torch>=2.3,<2.15"); the same wheel the tests run on.
 ARG TORCH_VERSION=2.13.0
+# pip reads both from its environment (build args are): 1 = the wheelhouse alone, no index.
+ARG PIP_NO_INDEX=0
 
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_FIND_LINKS=/wheelhouse \
     PATH=/opt/venv/bin:$PATH
 
 # torch first and alone (with the empty venv it goes into): the largest layer (hundreds of MB on
 # CPU, GBs on CUDA) and the one that changes least, so edits to the other dependencies or to the
-# code never download it again.
-RUN python -m venv /opt/venv \
+# code never download it again. wheelhouse/ is mounted, never copied: no layer keeps the wheels.
+RUN --mount=type=bind,source=wheelhouse,target=/wheelhouse \
+    python -m venv /opt/venv \
     && pip install --no-cache-dir --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}"
 
 WORKDIR /app
@@ -32,7 +42,8 @@ WORKDIR /app
 # The other dependencies, read from pyproject.toml alone so that a code change keeps this layer.
 # torch is already there and satisfies the pin, so pip leaves it alone.
 COPY pyproject.toml ./
-RUN python -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; open('/tmp/requirements.txt', 'w').write('\n'.join(deps) + '\n')" \
+RUN --mount=type=bind,source=wheelhouse,target=/wheelhouse \
+    python -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; open('/tmp/requirements.txt', 'w').write('\n'.join(deps) + '\n')" \
     && pip install --no-cache-dir -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt
 
@@ -44,7 +55,8 @@ RUN python -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))
 COPY README.md ./
 COPY app ./app
 COPY model ./model
-RUN pip install --no-cache-dir --no-deps --editable .
+RUN --mount=type=bind,source=wheelhouse,target=/wheelhouse \
+    pip install --no-cache-dir --no-deps --editable .
 
 
 FROM ${PYTHON_IMAGE} AS runtime
