@@ -151,7 +151,8 @@ def remove_project() -> list[str]:
     removed: list[str] = []
     names = podman("ps", "--all", "--format", "{{.Names}}", "--filter", label).split()
     if names:
-        podman("rm", "--force", "--time", "5", *names)
+        # --depend: nginx's container requires web's (podman-compose's --requires), so it goes too.
+        podman("rm", "--force", "--depend", "--time", "5", *names)
         removed += names
     for kind in ("volume", "network"):
         found = podman(kind, "ls", "--format", "{{.Name}}", "--filter", label).split()

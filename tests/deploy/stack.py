@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import logging
 import os
 import re
 import signal
@@ -248,8 +249,10 @@ class Stack:
              str(ROOT / "tests" / "deploy" / "test_front_door.py")],
             capture_output=True, text=True, env=env, cwd=ROOT, timeout=900,
         )
-        summary = (result.stdout.strip().splitlines() or ["no output"])[-1]
-        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-1000:]
+        lines = result.stdout.strip().splitlines() or ["no output"]
+        summary = lines[-1]
+        failed = [line for line in lines if line.startswith(("FAILED", "ERROR"))]
+        assert result.returncode == 0, "; ".join(failed + [summary, result.stderr[-1000:]])
         return f"tests/deploy/test_front_door.py through nginx: {summary.strip('= ')}"
 
     # ---- inside the containers (through podman, not the network)
@@ -505,6 +508,7 @@ def check(report: Report, url: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
     parser = argparse.ArgumentParser(prog="deploy-check", description=__doc__.splitlines()[0])
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--keep", action="store_true", help="leave the stack up; print its URL")

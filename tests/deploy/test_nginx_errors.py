@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.app.test_bad_inputs import _read_response, check_sentence
 from tests.live import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -98,7 +100,18 @@ def test_nginx_own_answers_stay_plain(front_door: httpx.Client) -> None:
     assert answer.status_code == 200 and answer.text == "ok\n"
 
 
-@pytest.mark.parametrize("status", [413, 502, 503, 504])
+def test_malformed_http_is_a_json_400(front_door: httpx.Client) -> None:
+    port = front_door.base_url.port
+    assert port is not None
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Length: two\r\n\r\n{}")
+        response = _read_response(sock, timeout=10)
+    assert response is not None
+    assert response.headers["content-type"].startswith("application/json"), response.text
+    check_sentence(response, 400, "Content-Length that is not a byte count", "detail")
+
+
+@pytest.mark.parametrize("status", [400, 413, 502, 503, 504])
 def test_every_nginx_error_has_a_json_page(status: int) -> None:
     conf = NGINX_CONF.read_text()
     page = re.search(rf"(?m)^\s*error_page {status} (@\w+);", conf)
