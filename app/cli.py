@@ -3,14 +3,28 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 from model.cli import add_commands, run
 
+logger = logging.getLogger(__name__)
+
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    # A fresh, empty directory per server start, where every worker writes its metrics (set
+    # before anything imports prometheus_client, which picks its storage at import); removed
+    # when the server stops.
+    with tempfile.TemporaryDirectory(prefix="mnist-canvas-metrics-") as metrics_dir:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        logger.info("workers share their metrics in %s", metrics_dir)
+        return serve(args)
+
+
+def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     # Settings travel to every worker process through the environment.

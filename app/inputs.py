@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from app.metrics import timed_function
 from model.preprocess import PreprocessError, preprocess_image, preprocess_pixels
 
 DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^,;]*)*?)(;base64)?,", re.I)
@@ -64,6 +65,7 @@ def decode_base64_image(value: Any, max_chars: int) -> bytes:
     return data
 
 
+@timed_function("preprocess")
 def image_from_bytes(data: bytes, max_pixels: int) -> np.ndarray:
     """Decode and preprocess an uploaded image into a (28, 28) float32 digit."""
     try:
@@ -113,6 +115,7 @@ def pixels_array(value: Any, where: str = "'pixels'") -> np.ndarray:
     return array.astype(np.float32).reshape(28, 28)
 
 
+@timed_function("preprocess")
 def pixels_to_digit(value: Any, preprocess: bool, where: str = "'pixels'") -> np.ndarray:
     array = pixels_array(value, where)
     if not preprocess:

@@ -22,3 +22,4 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         logger.error("startup failed: %s", exc)
         raise
     yield
+    app.state.registry.worker_exit()

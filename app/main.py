@@ -6,23 +6,19 @@ Run it with `mnist-canvas serve` (or `uvicorn app.main:app`).
 from __future__ import annotations
 
 import logging
-from pathlib import Path
-from typing import Any
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 
 from app.errors import ContentLengthLimit, install_error_handlers
 from app.lifespan import lifespan
 from app.metrics import MetricsMiddleware, Registry
+from app.openapi import CanvasAPI
 from app.routes import health, metrics, model_info, pages, predict, v2
-from app.schemas import BatchJSON, PredictJSON, PredictUpload, V2InferRequest
 from app.service import ModelService
 from app.settings import Settings
-
-STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
-# Schemas referenced by hand-written request bodies (routes that accept several content types).
-EXTRA_SCHEMAS = (PredictJSON, PredictUpload, BatchJSON, V2InferRequest)
+from model.resources import package_dir
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -30,46 +26,30 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    app = FastAPI(
+    app = CanvasAPI(
         title="mnist-canvas",
         summary="Handwritten digits read by a logistic-regression model of MNIST.",
         version="0.1.0",
         lifespan=lifespan,
-        max_body_size=settings.max_body_bytes,
     )
     app.state.settings = settings
-    app.state.service = ModelService(settings)
-    app.state.registry = Registry()
+    service = app.state.service = ModelService(settings)
+    registry = app.state.registry = Registry(multiprocess_dir=settings.prometheus_multiproc_dir)
     install_error_handlers(app, settings.max_body_bytes)
     for module in (health, predict, model_info, v2, metrics, pages):
         app.include_router(module.router)
-    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    # FastAPI's body limit counts the bytes that arrive (chunked bodies, lying clients) but
-    # answers a declared oversize Content-Length in plain text; this outermost layer answers
-    # that case first, in JSON with a sentence.
+    app.mount("/static", StaticFiles(directory=package_dir("app.static")), name="static")
+    # Each middleware added wraps the ones before it (the last one added runs first).
+    # Innermost, Starlette's body limit counts the bytes that arrive (chunked bodies, lying
+    # clients); it answers a declared oversize Content-Length in plain text, so the layer
+    # around it answers that case first, in JSON with a sentence, before reading anything.
     # Metrics outermost, so that every answer is counted, those refusals included.
-    build_stack = app.build_middleware_stack
-    registry = app.state.registry
-    app.build_middleware_stack = lambda: MetricsMiddleware(  # type: ignore[method-assign]
-        ContentLengthLimit(build_stack(), max_body_bytes=settings.max_body_bytes),
-        registry=registry,
+    app.add_middleware(RequestBodyLimitMiddleware, max_body_size=settings.max_body_bytes)
+    app.add_middleware(ContentLengthLimit, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        MetricsMiddleware, registry=registry,
+        model_version=lambda: service.predictor.version if service.predictor else None,
     )
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            from fastapi.openapi.utils import get_openapi
-
-            schema = get_openapi(title=app.title, version=app.version, summary=app.summary,
-                                 routes=app.routes)
-            components = schema.setdefault("components", {}).setdefault("schemas", {})
-            for model in EXTRA_SCHEMAS:
-                found = model.model_json_schema(ref_template="#/components/schemas/{model}")
-                components.update(found.pop("$defs", {}))
-                components[model.__name__] = found
-            app.openapi_schema = schema
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
     return app
 
 

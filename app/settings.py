@@ -8,9 +8,9 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from model.cli import DEFAULT_MODEL_PATH
 from model.data import default_data_dir
 from model.preprocess import MAX_IMAGE_PIXELS
+from model.resources import shipped_model_path
 
 
 class Settings(BaseSettings):
@@ -18,7 +18,9 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="MNIST_CANVAS_", extra="ignore")
 
-    model_path: Path = Field(DEFAULT_MODEL_PATH, description="checkpoint to serve (or to train)")
+    model_path: Path = Field(
+        default_factory=shipped_model_path, description="checkpoint to serve (or to train)"
+    )
     data_dir: Path = Field(default_factory=default_data_dir, description="MNIST directory")
     download: bool = Field(True, description="download MNIST when files are missing")
     train_on_start: Literal["never", "missing", "always"] = Field(
@@ -34,6 +36,11 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     workers: int = Field(1, ge=1)
+    # Not MNIST_CANVAS_*: prometheus_client reads this variable itself when it is imported.
+    prometheus_multiproc_dir: Path | None = Field(
+        None, validation_alias="PROMETHEUS_MULTIPROC_DIR",
+        description="where the workers share their metrics; `serve` makes a fresh one per start",
+    )
 
     @field_validator("log_level", mode="before")
     @classmethod

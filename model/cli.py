@@ -15,11 +15,10 @@ import sys
 from pathlib import Path
 
 from model.data import MnistDataError, default_data_dir, ensure_files, load_mnist
+from model.resources import shipped_model_path
 
 logger = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_MODEL_PATH = REPO_ROOT / "models" / "mnist-logreg.safetensors"
 
 
 def env_flag(name: str, default: bool) -> bool:
@@ -91,7 +90,7 @@ def _download_allowed(args: argparse.Namespace) -> bool:
 
 def model_path_default() -> Path:
     env = os.environ.get("MNIST_CANVAS_MODEL_PATH")
-    return Path(env) if env else DEFAULT_MODEL_PATH
+    return Path(env) if env else shipped_model_path()
 
 
 def cmd_download(args: argparse.Namespace) -> int:

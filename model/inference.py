@@ -6,7 +6,6 @@ Deliberately light: it imports no training code (no optimizers), so a server sta
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,13 +16,6 @@ from model.device import resolve_device
 from model.transforms import apply_transforms
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class Prediction:
-    digit: int
-    confidence: float
-    probabilities: list[float]
 
 
 class Predictor:
@@ -64,14 +56,3 @@ class Predictor:
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """(N, 28, 28) MNIST-form pixels 0..255 -> (N, 10) probabilities."""
         return self.probabilities_of_input(self.model_input(images))
-
-    def predict_images(self, images: np.ndarray) -> list[Prediction]:
-        probs = self.probabilities(images)
-        return [
-            Prediction(
-                digit=int(p.argmax()),
-                confidence=float(p.max()),
-                probabilities=[float(v) for v in p],
-            )
-            for p in probs
-        ]

@@ -10,6 +10,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,29 +34,35 @@ def get_json(url: str, timeout: float = 5.0) -> tuple[int, Any]:
 
 
 class LiveServer:
-    """Start `mnist-canvas serve` with settings from `env`; stop it on exit."""
+    """Start `mnist-canvas serve` with settings from `env`; stop it on exit.
 
-    def __init__(self, *, model_path: Path, data_dir: Path, workers: int = 1,
-                 log_path: Path | None = None, **env: str) -> None:
+    `model_path=None` serves the default (the shipped model); `command` and `cwd` run another
+    installation's `mnist-canvas` from another directory (the wheel test).
+    """
+
+    def __init__(self, *, model_path: Path | None, data_dir: Path, workers: int = 1,
+                 log_path: Path | None = None, command: Sequence[str] | None = None,
+                 cwd: Path = REPO, **env: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         self.env = {
-            **os.environ,
-            "MNIST_CANVAS_MODEL_PATH": str(model_path),
+            **{k: v for k, v in os.environ.items() if k != "MNIST_CANVAS_MODEL_PATH"},
+            **({"MNIST_CANVAS_MODEL_PATH": str(model_path)} if model_path else {}),
             "MNIST_CANVAS_DATA_DIR": str(data_dir),
             "MNIST_CANVAS_DOWNLOAD": "false",
             "MNIST_CANVAS_TORCH_THREADS": "1",
             "MNIST_CANVAS_DEVICE": "cpu",
             **env,
         }
-        self.args = [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1",
-                     "--port", str(self.port), "--workers", str(workers)]
+        self.args = [*(command or (sys.executable, "-m", "app.cli")), "serve",
+                     "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(workers)]
+        self.cwd = cwd
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> LiveServer:
         log = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
-        self.process = subprocess.Popen(self.args, cwd=REPO, env=self.env, stdout=log,
+        self.process = subprocess.Popen(self.args, cwd=self.cwd, env=self.env, stdout=log,
                                         stderr=subprocess.STDOUT)
         return self
 

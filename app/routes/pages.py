@@ -6,14 +6,13 @@ JavaScript from the public REST API, so the pages and the API can never disagree
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
-TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
-templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
+from model.resources import package_dir
+
+templates = Jinja2Templates(directory=package_dir("app.templates"))
 
 router = APIRouter()
 

@@ -20,6 +20,7 @@ from app.inputs import (
     pixels_to_digit,
 )
 from app.jsonio import json_response, parse_json
+from app.metrics import timed_function
 from app.schemas import BatchResponse, ErrorBody, Prediction
 from model.inference import Predictor
 
@@ -48,7 +49,7 @@ JSON_TYPES = ("application/json",)
 INLINE_IMAGE_BYTES = 64 * 1024  # a 280x280 canvas PNG is 2 to 10 KB
 
 
-def answer(predictor: Predictor, seen: np.ndarray, probs: np.ndarray) -> dict[str, Any]:
+def answer(seen: np.ndarray, probs: np.ndarray) -> dict[str, Any]:
     """One prediction as the API shows it, from the model's input and its probabilities."""
     digit = int(probs.argmax())
     return {
@@ -59,12 +60,13 @@ def answer(predictor: Predictor, seen: np.ndarray, probs: np.ndarray) -> dict[st
     }
 
 
+@timed_function("predict")
 def run_model(predictor: Predictor, digits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     seen = predictor.model_input(digits)
     return seen, predictor.probabilities_of_input(seen)
 
 
-async def read_single(request: Request, max_pixels: int, max_chars: int) -> tuple[str, Any]:
+async def read_single(request: Request, max_chars: int) -> tuple[str, Any]:
     """('image', bytes) or ('digit', (28, 28) array) from any of the accepted body forms."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype == "multipart/form-data":
@@ -115,7 +117,7 @@ async def predict(
 ) -> Response:
     started = time.perf_counter()
     predictor, settings, registry = serving.predictor(), serving.settings, serving.registry
-    kind, value = await read_single(request, settings.max_image_pixels, settings.max_body_bytes)
+    kind, value = await read_single(request, settings.max_body_bytes)
     if kind == "image" and len(value) > INLINE_IMAGE_BYTES:
         # Decoding a big image can take a while: keep it off the event loop.
         digit = await run_in_threadpool(image_from_bytes, value, settings.max_image_pixels)
@@ -126,7 +128,7 @@ async def predict(
     else:
         digit = value
     seen, probs = run_model(predictor, digit[None])
-    body = answer(predictor, seen[0], probs[0])
+    body = answer(seen[0], probs[0])
     registry.count_digits([body["digit"]])
     body["model_version"] = predictor.version
     body["elapsed_ms"] = round((time.perf_counter() - started) * 1000, 3)
@@ -174,7 +176,7 @@ def predict_batch_sync(predictor: Predictor, payload: Any, max_batch: int, max_p
     if good:
         stack = np.stack([parsed[i] for i in good])  # type: ignore[misc]
         seen, probs = run_model(predictor, stack)
-        answers = iter(answer(predictor, s, p) for s, p in zip(seen, probs, strict=True))
+        answers = iter(answer(s, p) for s, p in zip(seen, probs, strict=True))
     for item in parsed:
         if isinstance(item, InputError):
             results.append({"error": str(item), "code": item.code, "status": item.status})

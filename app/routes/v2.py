@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, Response
 from app.deps import ServiceDep, ServingDep
 from app.inputs import InputError
 from app.jsonio import json_response, parse_json
+from app.metrics import timed
 from app.schemas import (
     V2Error,
     V2InferResponse,
@@ -160,7 +161,8 @@ def parse_infer(payload: Any, max_batch: int) -> tuple[np.ndarray, list[str], st
 def infer_sync(predictor: Predictor, payload: Any, max_batch: int) -> tuple[dict[str, Any],
                                                                              list[int]]:
     pixels, names, request_id = parse_infer(payload, max_batch)
-    probs = predictor.probabilities(pixels)
+    with timed("predict"):
+        probs = predictor.probabilities(pixels)
     digits = probs.argmax(axis=1)
     n = len(pixels)
     tensors = {

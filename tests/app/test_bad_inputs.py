@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import re
 import socket
 import struct
 import time
@@ -36,6 +35,7 @@ from PIL import Image, ImageDraw
 from app.main import create_app
 from app.settings import Settings
 from tests.live import LiveServer
+from tests.scrape import total
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED_MODEL = REPO / "models" / "mnist-logreg.safetensors"
@@ -665,10 +665,8 @@ def test_batch_of_images_reports_bad_images_in_place(clients: dict[str, TestClie
 
 
 def _counter(text: str, route: str, method: str, status: int) -> int:
-    pattern = (rf'^mnist_canvas_requests_total\{{route="{re.escape(route)}",method="{method}",'
-               rf'status="{status}"\}} (\d+)$')
-    found = re.search(pattern, text, re.M)
-    return int(found.group(1)) if found else 0
+    return int(total(text, "mnist_canvas_requests_total", route=route, method=method,
+                     status=str(status)))
 
 
 def _send_and_count(
@@ -707,9 +705,7 @@ def test_metrics_count_refused_requests(model_path: Path, tmp_path: Path) -> Non
 
 def _total(text: str, method: str, status: int) -> int:
     """Requests counted with `method` and `status`, whatever their route label."""
-    pattern = (rf'^mnist_canvas_requests_total\{{route="[^"]*",method="{method}",'
-               rf'status="{status}"\}} (\d+)$')
-    return sum(int(n) for n in re.findall(pattern, text, re.M))
+    return int(total(text, "mnist_canvas_requests_total", method=method, status=str(status)))
 
 
 def test_metrics_count_a_body_refused_by_its_declared_length(

@@ -1,0 +1,1 @@
+"""Marker: makes models/ the package model.weights (the shipped checkpoint; see pyproject.toml)."""

@@ -1,0 +1,1 @@
+"""Marker: makes static/ the package app.static (package data; see pyproject.toml)."""

@@ -1,0 +1,1 @@
+"""Marker: makes templates/ the package app.templates (package data; see pyproject.toml)."""
