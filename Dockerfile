@@ -47,17 +47,19 @@ RUN --mount=type=bind,source=wheelhouse,target=/wheelhouse \
     && pip install --no-cache-dir -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt
 
-# The project itself, without touching the dependencies. Editable on purpose: static/, templates/
-# and models/ live beside the packages, not inside them, and the code finds them from its own
-# file path (app/main.py STATIC_DIR, app/routes/pages.py TEMPLATES_DIR, model/cli.py
-# DEFAULT_MODEL_PATH). A regular install would move the code into site-packages, away from them;
-# editable keeps it at /app, where the runtime stage puts the same tree.
+# The project itself, as its wheel, without touching the dependencies. The wheel carries the
+# page (static/, templates/) and the shipped model as package data (pyproject.toml package-dir),
+# found with importlib.resources: the runtime stage needs the venv alone, no source tree.
 COPY README.md ./
 COPY app ./app
 COPY model ./model
+COPY static ./static
+COPY templates ./templates
+COPY models/__init__.py models/mnist-logreg.safetensors ./models/
 RUN --mount=type=bind,source=wheelhouse,target=/wheelhouse \
-    pip install --no-cache-dir --no-deps --editable .
-
+    pip wheel --no-cache-dir --no-deps --wheel-dir /tmp/dist . \
+    && pip install --no-cache-dir --no-deps /tmp/dist/mnist_canvas-*.whl \
+    && rm -rf /tmp/dist
 
 FROM ${PYTHON_IMAGE} AS runtime
 
@@ -73,16 +75,8 @@ RUN groupadd --gid 10001 mnist \
     && useradd --uid 10001 --gid 10001 --no-log-init --create-home --shell /usr/sbin/nologin mnist \
     && install --directory --owner=10001 --group=10001 --mode=0755 /models /data
 
+# Code and assets (inside the venv) stay root-owned: the server can read but not change them.
 COPY --from=builder /opt/venv /opt/venv
-
-# Code and assets stay root-owned: the server can read them but not change them.
-WORKDIR /app
-COPY pyproject.toml README.md ./
-COPY app ./app
-COPY model ./model
-COPY static ./static
-COPY templates ./templates
-COPY models/mnist-logreg.safetensors ./models/mnist-logreg.safetensors
 
 # Model path choice: MNIST_CANVAS_MODEL_PATH points into the /models volume, and the shipped model
 # is copied there, owned by the server's user. Docker fills a new, empty named volume from the
@@ -90,7 +84,7 @@ COPY models/mnist-logreg.safetensors ./models/mnist-logreg.safetensors
 # `mnist-canvas train --out /models/mnist-logreg.safetensors` (the compose `train` service)
 # replaces it in place; the retrained model survives rebuilds and upgrades. An empty bind mount
 # is not filled: then the app trains at start (MNIST_CANVAS_TRAIN_ON_START=missing) or the model
-# can be restored from /app/models/mnist-logreg.safetensors.
+# can be restored from the copy inside the installed package (docs/deployment.md).
 COPY --chown=10001:10001 models/mnist-logreg.safetensors /models/mnist-logreg.safetensors
 
 # Declared after their contents and owners are final: later changes to a volume path are lost.

@@ -139,8 +139,11 @@ class Oracle:
 
 def oracle(images: np.ndarray) -> Oracle:
     import tempfile
+    import warnings
 
-    from fastapi.testclient import TestClient
+    with warnings.catch_warnings():  # starlette's notice about httpx, printed to the report
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
 
     from app.main import create_app
     from app.settings import Settings
