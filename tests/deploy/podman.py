@@ -32,8 +32,16 @@ class CommandFailed(RuntimeError):
     pass
 
 
-def environment() -> dict[str, str]:
-    env = dict(os.environ)
+def compose_files() -> list[Path]:
+    """compose.yaml and the test's override; the PostgreSQL stand-in once compose.yaml has it."""
+    files = list(COMPOSE_FILES)
+    if "\n  postgres:\n" in (ROOT / "compose.yaml").read_text():
+        files.append(ROOT / "deploy" / "test" / "compose.podman-postgres.yaml")
+    return files
+
+
+def environment(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ, **(extra or {}))
     env.update(
         CONTAINERS_CONF=str(CONTAINERS_CONF),
         BUILDAH_FORMAT="docker",
@@ -45,11 +53,12 @@ def environment() -> dict[str, str]:
 
 
 def run(
-    args: list[str], *, timeout: float = 900, check: bool = True, quiet: bool = True
+    args: list[str], *, timeout: float = 900, check: bool = True,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run a command; on failure raise with its output's tail, which says why."""
     result = subprocess.run(
-        args, capture_output=quiet, text=True, timeout=timeout, env=environment(), cwd=ROOT
+        args, capture_output=True, text=True, timeout=timeout, env=environment(env), cwd=ROOT
     )
     if check and result.returncode != 0:
         tail = ((result.stdout or "") + (result.stderr or ""))[-3000:]
@@ -61,10 +70,14 @@ def podman(*args: str, check: bool = True, timeout: float = 900) -> str:
     return run(["podman", *args], check=check, timeout=timeout).stdout.strip()
 
 
-def compose(*args: str, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
+def compose(
+    *args: str, profiles: tuple[str, ...] = (), env: dict[str, str] | None = None,
+    timeout: float = 1800,
+) -> subprocess.CompletedProcess[str]:
     tool = Path(sys.executable).parent / "podman-compose"
-    files = [arg for path in COMPOSE_FILES for arg in ("-f", str(path))]
-    return run([str(tool), "-p", PROJECT, *files, *args], timeout=timeout)
+    files = [arg for path in compose_files() for arg in ("-f", str(path))]
+    chosen = [arg for profile in profiles for arg in ("--profile", profile)]
+    return run([str(tool), "-p", PROJECT, *files, *chosen, *args], timeout=timeout, env=env)
 
 
 def image_exists(name: str) -> bool:

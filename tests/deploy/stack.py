@@ -25,7 +25,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,10 @@ ROOT = pm.ROOT
 NGINX_CONF = ROOT / "deploy" / "nginx.conf"
 RESOLVER_TEMPLATE = ROOT / "deploy" / "nginx-resolver.conf.template"
 WEB_UID = 10001
+# compose.yaml's `postgres` service and its default password (POSTGRES_PASSWORD unset).
+POSTGRES_ENV = {
+    "MNIST_CANVAS_DATABASE_URL": "postgresql://mnist:mnist-canvas@postgres:5432/mnist",
+}
 SCALE = 3
 MODEL = "/v2/models/mnist-logreg"
 
@@ -236,14 +242,21 @@ class Stack:
         json_sentence(v2, 413, key="error")
         return f"11 MiB body: 413 {sentence!r} (/v2: under \"error\")"
 
-    def nginx_503(self) -> str:
+    def nginx_limits(self) -> str:
         conf = NGINX_CONF.read_text()
-        if not re.search(r"(?m)^\s*limit_(req|conn)\s", conf):
-            raise Skip("deploy/nginx.conf refuses nothing with 503 of its own (no limit_req or "
-                       "limit_conn yet: the hostile-traffic issue adds them); its error_page "
-                       "for 503 is in place")
-        raise Skip("nginx.conf now limits requests: a check that drives it to 503 is still to "
-                   "be written here")
+        if not re.search(r"(?m)^\s*limit_req\s", conf):
+            raise Skip("deploy/nginx.conf limits no request rate yet (the hostile-traffic issue "
+                       "adds it); its error pages for 429 and 503 are in place")
+        found = re.search(r"(?m)^\s*limit_req_status (\d+);", conf)
+        status = int(found.group(1)) if found else 503
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            answers = list(pool.map(lambda _: self.client.get("/healthz"), range(200)))
+        refused = [a for a in answers if a.status_code == status]
+        statuses = Counter(a.status_code for a in answers)
+        assert refused, f"200 requests at once, none refused: {statuses}"
+        sentence = json_sentence(refused[0], status)
+        time.sleep(3)  # let the client's bucket drain before the next check
+        return f"{len(refused)} of 200 requests at once refused: {status} {sentence!r}"
 
     def bad_inputs(self) -> str:
         env = dict(os.environ, MNIST_CANVAS_STACK_URL=self.url)
@@ -277,9 +290,10 @@ class Stack:
                        "issue adds it)")
         for name in self.web():
             assert pm.inspect(name)["HostConfig"]["ReadonlyRootfs"], name
-            probe = pm.exec_in(name, "touch", "/app/written", check=False)
-            assert probe.returncode != 0, f"{name} could write /app"
-        return "web's root filesystem is read-only: writing /app fails"
+            # The user's own home: writable but for the read-only root filesystem.
+            probe = pm.exec_in(name, "touch", "/home/mnist/written", check=False)
+            assert probe.returncode != 0, f"{name} could write its home folder"
+        return "web's root filesystem is read-only: even its user's home folder refuses writes"
 
     def healthcheck(self) -> str:
         test = pm.image_healthcheck(pm.APP_IMAGE)
@@ -416,8 +430,31 @@ class Stack:
         if "postgres" not in compose_services():
             raise Skip("compose.yaml has no postgres service yet (the corrections issue adds "
                        "it): a correction surviving down and up is checked once it does")
-        raise Skip("compose.yaml now has postgres: the check that a correction survives down "
-                   "and up is still to be written here (deploy/test/ needs its Debian stand-in)")
+        if "/api/feedback" not in self.client.get("/openapi.json").json().get("paths", {}):
+            raise Skip("compose.yaml has postgres but the app has no POST /api/feedback")
+        pm.compose("build", "postgres", profiles=("postgres",))
+        self.restart(profiles=("postgres",), env=POSTGRES_ENV)
+        empty = self.client.get("/api/feedback/stats").json()
+        sent = self.client.post("/api/feedback", json={
+            "pixels": self.images[3].ravel().tolist(), "label": int(self.labels[3])})
+        assert sent.status_code in (200, 201), sent.text[:300]
+        stored = self.client.get("/api/feedback/stats").json()
+        assert stored != empty, f"the correction changed no statistic: {stored}"
+        self.restart(profiles=("postgres",), env=POSTGRES_ENV)
+        after = self.client.get("/api/feedback/stats").json()
+        assert after == stored, f"before down: {stored}; after up: {after}"
+        database = pm.containers("postgres")
+        assert database, "no postgres container"
+        return (f"correction {sent.json().get('id')} in PostgreSQL ({database[0]}) survived "
+                "down and up (named volume)")
+
+    def restart(self, *, profiles: tuple[str, ...] = (), env: dict[str, str] | None = None) -> None:
+        """`down` (the volumes stay) and `up` again; nginx gets a new port on 127.0.0.1."""
+        pm.compose("down", "--remove-orphans", profiles=profiles, env=env)
+        pm.compose("up", "-d", profiles=profiles, env=env)
+        self.url = pm.published_url(pm.containers("lb")[0], 8080)
+        self.client.base_url = httpx.URL(self.url)
+        wait_ready(self.url)
 
     def promotion_everywhere(self) -> str:
         paths = self.client.get("/openapi.json").json().get("paths", {})
@@ -485,7 +522,8 @@ def up(report: Report) -> str:
     return url
 
 
-def check(report: Report, url: str) -> None:
+def check(report: Report, url: str) -> str:
+    """Every check, in order; the stack's URL at the end (a restart publishes a new port)."""
     images, labels = validation_digits()
     with httpx.Client(base_url=url, timeout=60) as client:
         stack = Stack(url, client, report, images, labels, oracle(images))
@@ -493,7 +531,8 @@ def check(report: Report, url: str) -> None:
         for name, fn in [
             ("readyz", stack.readyz), ("page and static files", stack.page),
             ("PNG predictions", stack.png_predictions), ("v2 inference", stack.v2_inference),
-            ("nginx 413 is JSON", stack.nginx_413), ("nginx 503 is JSON", stack.nginx_503),
+            ("nginx 413 is JSON", stack.nginx_413),
+            ("nginx's rate limit is JSON", stack.nginx_limits),
             ("bad inputs through nginx", stack.bad_inputs), ("non-root", stack.non_root),
             ("read-only root filesystem", stack.read_only),
             ("HEALTHCHECK inside the container", stack.healthcheck),
@@ -504,10 +543,11 @@ def check(report: Report, url: str) -> None:
         report.check(f"scale to {SCALE}", stack.scale_up)
         report.check("requests spread over the replicas", stack.spread)
         report.check("one replica killed", stack.kill_one)
-        report.check("corrections survive down and up", stack.corrections_survive)
         report.check("a promotion is served by every replica", stack.promotion_everywhere)
         report.check("nginx 502 is JSON", stack.nginx_502)
-        wait_ready(url)
+        wait_ready(stack.url)
+        report.check("corrections survive down and up", stack.corrections_survive)
+    return stack.url
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -528,8 +568,7 @@ def main(argv: list[str] | None = None) -> int:
     pm.remove_project()  # whatever an earlier run left: idempotent
     url = ""
     try:
-        url = up(report)
-        check(report, url)
+        url = check(report, up(report))
     finally:
         if not args.keep or report.failed:
             step("down: containers, networks and volumes (images stay)")

@@ -111,7 +111,7 @@ def test_malformed_http_is_a_json_400(front_door: httpx.Client) -> None:
     check_sentence(response, 400, "Content-Length that is not a byte count", "detail")
 
 
-@pytest.mark.parametrize("status", [400, 413, 502, 503, 504])
+@pytest.mark.parametrize("status", [400, 413, 429, 502, 503, 504])
 def test_every_nginx_error_has_a_json_page(status: int) -> None:
     conf = NGINX_CONF.read_text()
     page = re.search(rf"(?m)^\s*error_page {status} (@\w+);", conf)
