@@ -16,7 +16,10 @@ if [ "${1:-}" = postgres ] && [ "$(id -u)" = 0 ]; then
         pwfile=$(mktemp)
         printf '%s\n' "$POSTGRES_PASSWORD" > "$pwfile"
         chown postgres "$pwfile"
+        # UTF-8 as the official image's cluster (a bare C locale would make it SQL_ASCII,
+        # whose text psycopg hands back as bytes).
         runuser -u postgres -- initdb --username="$user" --pwfile="$pwfile" \
+            --encoding=UTF8 --locale=C.UTF-8 \
             --auth-local=trust --auth-host=scram-sha-256 -D "$PGDATA" >/dev/null
         rm -f "$pwfile"
         echo "host all all all scram-sha-256" >> "$PGDATA/pg_hba.conf"

@@ -8,7 +8,8 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/* \
     && pg_dropcluster --stop 15 main \
     && ln -s /usr/lib/postgresql/15/bin/* /usr/local/bin/
-ENV PGDATA=/var/lib/postgresql/data
+ENV PGDATA=/var/lib/postgresql/data \
+    LANG=C.UTF-8
 COPY postgres-entrypoint.sh /usr/local/bin/docker-entrypoint.sh
 ENTRYPOINT ["docker-entrypoint.sh"]
 EXPOSE 5432

@@ -326,6 +326,12 @@ class Stack:
         replicas = self.web()
         pm.podman("stop", "--time", "10", *replicas)
         try:
+            # While nginx still holds the replicas' addresses (the resolver's `valid`), a
+            # connection to one may time out (504) rather than fail (502): JSON either way.
+            first = self.client.get("/api/model", timeout=60)
+            assert first.status_code in (502, 504), first.text[:300]
+            json_sentence(first, first.status_code)
+            time.sleep(resolver_valid() + 1)
             answer = self.client.post("/api/predict", content=png(self.images[0]),
                                       headers={"content-type": "image/png"}, timeout=60)
             sentence = json_sentence(answer, 502)
@@ -333,7 +339,8 @@ class Stack:
             json_sentence(v2, 502, key="error")
         finally:
             pm.podman("start", *replicas)
-        return f"every replica stopped: 502 {sentence!r}"
+        return (f"every replica stopped: {first.status_code} at once, then (the name `web` "
+                f"gone) 502 {sentence!r}")
 
     # ---- replicas
 
@@ -434,14 +441,15 @@ class Stack:
             raise Skip("compose.yaml has postgres but the app has no POST /api/feedback")
         pm.compose("build", "postgres", profiles=("postgres",))
         self.restart(profiles=("postgres",), env=POSTGRES_ENV)
-        empty = self.client.get("/api/feedback/stats").json()
-        sent = self.client.post("/api/feedback", json={
-            "pixels": self.images[3].ravel().tolist(), "label": int(self.labels[3])})
+        stats = "/api/feedback/stats"
+        empty = database_ready(lambda: self.client.get(stats)).json()
+        sent = database_ready(lambda: self.client.post("/api/feedback", json={
+            "pixels": self.images[3].ravel().tolist(), "label": int(self.labels[3])}))
         assert sent.status_code in (200, 201), sent.text[:300]
-        stored = self.client.get("/api/feedback/stats").json()
+        stored = database_ready(lambda: self.client.get(stats)).json()
         assert stored != empty, f"the correction changed no statistic: {stored}"
         self.restart(profiles=("postgres",), env=POSTGRES_ENV)
-        after = self.client.get("/api/feedback/stats").json()
+        after = database_ready(lambda: self.client.get(stats)).json()
         assert after == stored, f"before down: {stored}; after up: {after}"
         database = pm.containers("postgres")
         assert database, "no postgres container"
@@ -466,6 +474,17 @@ class Stack:
                    "is still to be written here")
 
 
+def database_ready(send: Callable[[], httpx.Response], timeout: float = 120.0) -> httpx.Response:
+    """Send until the corrections database is ready: the app answers 503 while it migrates or
+    while PostgreSQL is still starting, and says so."""
+    started = time.monotonic()
+    while True:
+        answer = send()
+        if answer.status_code != 503 or time.monotonic() - started > timeout:
+            return answer
+        time.sleep(1)
+
+
 def compose_services() -> dict[str, Any]:
     with (ROOT / "compose.yaml").open() as f:
         services: dict[str, Any] = yaml.safe_load(f)["services"]
@@ -477,13 +496,19 @@ def compose_service(name: str) -> dict[str, Any]:
     return service
 
 
+def resolver_valid() -> float:
+    """How long nginx keeps a DNS answer (deploy/nginx-resolver.conf.template)."""
+    valid = re.search(r"valid=(\d+)s", RESOLVER_TEMPLATE.read_text())
+    assert valid, "resolver valid= not found"
+    return float(valid.group(1))
+
+
 def retry_window() -> float:
     """How long nginx may send requests to a dead replica: its DNS answer's life, plus the
-    connect timeout of the last request that tries it (deploy/nginx*.conf*)."""
-    valid = re.search(r"valid=(\d+)s", RESOLVER_TEMPLATE.read_text())
+    connect timeout of the last request that tries it (deploy/nginx.conf)."""
     connect = re.search(r"proxy_connect_timeout (\d+)s;", NGINX_CONF.read_text())
-    assert valid and connect, "resolver valid= or proxy_connect_timeout not found"
-    return float(valid.group(1)) + float(connect.group(1))
+    assert connect, "proxy_connect_timeout not found"
+    return resolver_valid() + float(connect.group(1))
 
 
 # --------------------------------------------------------------------------- the run
