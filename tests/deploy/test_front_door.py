@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import os
 import socket
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
 from tests.app.test_bad_inputs import BAD, Bad, RawResponse, _read_response, check_sentence
+from tests.deploy.frontdoor import paced
 
 STACK_URL = os.environ.get("MNIST_CANVAS_STACK_URL", "")
 DEFAULT_CASES = [case for case in BAD if case.app == "default"]
@@ -48,17 +48,6 @@ def test_bad_request_gets_a_4xx_sentence_through_nginx(case: Bad, front_door: ht
         check_sentence(response, case.status, case.says, case.key)
     ready = paced(lambda: front_door.get("/readyz"))
     assert ready.status_code == 200, ready.text
-
-
-def paced(send: Callable[[], httpx.Response]) -> httpx.Response:
-    """Send, and again after a pause while nginx's per-client rate limit (429) refuses it: the
-    corpus goes faster than one person, and the limit is not what these cases test."""
-    for _ in range(20):
-        response = send()
-        if response.status_code != 429:
-            return response
-        time.sleep(0.5)
-    return response
 
 
 def raw_request(case: Bad) -> RawResponse:
