@@ -10,7 +10,6 @@ import gzip
 import hashlib
 import http.client
 import logging
-import os
 import urllib.error
 import urllib.request
 import zlib
@@ -78,15 +77,6 @@ FILES: dict[str, IdxFile] = {
 
 class MnistDataError(RuntimeError):
     """A data file is missing, truncated, corrupt or cannot be downloaded."""
-
-
-def default_data_dir() -> Path:
-    """Where MNIST lives unless told otherwise: $MNIST_CANVAS_DATA_DIR or the user cache."""
-    env = os.environ.get("MNIST_CANVAS_DATA_DIR")
-    if env:
-        return Path(env).expanduser()
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache) / "mnist-canvas" / "mnist"
 
 
 def find_file(data_dir: Path, spec: IdxFile) -> Path | None:
@@ -241,14 +231,14 @@ class Mnist:
 
 
 def load_mnist(
-    data_dir: Path | str | None = None,
+    data_dir: Path | str,
     *,
     download: bool = True,
     verify: bool = True,
     mirrors: Sequence[str] = MIRRORS,
 ) -> Mnist:
     """Load (and if needed download) MNIST from `data_dir`, verified, split 50k/10k/10k."""
-    directory = Path(data_dir) if data_dir is not None else default_data_dir()
+    directory = Path(data_dir)
     paths = ensure_files(directory, download=download, mirrors=mirrors)
     arrays: dict[str, np.ndarray] = {}
     for key, spec in FILES.items():

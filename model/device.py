@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from typing import Literal, get_args
 
 import torch
 
 logger = logging.getLogger(__name__)
 
-DEVICES = ("auto", "cpu", "cuda", "mps")
+Device = Literal["auto", "cpu", "cuda", "mps"]
+DEVICES: tuple[Device, ...] = get_args(Device)
 
 
 def resolve_device(name: str = "auto") -> torch.device:

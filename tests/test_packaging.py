@@ -21,6 +21,7 @@ from model.data import Mnist
 from model.inference import Predictor
 from model.resources import package_dir, shipped_model_path
 from tests.live import LiveServer
+from tests.scrape import total
 
 REPO = Path(__file__).resolve().parents[1]
 SETUPTOOLS = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
@@ -155,3 +156,6 @@ def test_wheel_in_a_fresh_venv_serves_page_static_files_and_a_prediction(
         probs = shipped.probabilities(image[None])[0]
         assert answer["digit"] == int(probs.argmax())
         assert np.allclose(answer["probabilities"], probs, atol=1e-5)
+        with urllib.request.urlopen(server.url + "/metrics", timeout=10) as response:
+            metrics = response.read().decode()
+        assert total(metrics, "mnist_canvas_predictions_total") == 1

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from filelock import FileLock
 
 from benchmarks.common import stop_process
 from model.checkpoint import load_checkpoint
@@ -560,12 +561,12 @@ def test_model_path_under_a_regular_file_fails_readiness_not_the_server(
     _is_a_sentence_for_an_operator(detail)
 
 
-def _limit_file_size() -> None:
-    """In the child: files may not grow past 32 KiB (a checkpoint is ~54 KB): a full disk.
+def _limit_file_size(pid: int) -> None:
+    """Files of process `pid` may not grow past 32 KiB (a checkpoint is ~54 KB): a full disk.
 
     Python ignores SIGXFSZ, so the write fails with EFBIG instead of killing the process.
     """
-    resource.setrlimit(resource.RLIMIT_FSIZE, (32 * 1024, 32 * 1024))
+    resource.prlimit(pid, resource.RLIMIT_FSIZE, (32 * 1024, 32 * 1024))
 
 
 @pytest.mark.slow
@@ -573,8 +574,14 @@ def test_a_full_disk_while_saving_fails_readiness_not_the_server(
     tmp_path: Path, data_dir: Path, servers: list[Proc]
 ) -> None:
     model_path = tmp_path / "models" / "model.safetensors"
-    server = Server(model_path, data_dir, "missing", preexec=_limit_file_size)
-    servers.append(server)
+    model_path.parent.mkdir()
+    # The disk fills once the server runs (its metrics files are 1 MiB each, written at
+    # start): the trainer waits on its lock, held here, until the limit is set.
+    with FileLock(str(model_path) + ".lock"):
+        server = Server(model_path, data_dir, "missing")
+        servers.append(server)
+        server.poll_ready(lambda s, b: b.get("status") == "training", TRAIN_TIMEOUT_S)
+        _limit_file_size(server.proc.pid)
     detail = _readyz_reports(server, f"cannot write the model to {model_path}")
     assert "free space" in detail, detail
     assert "ERROR" in server.output and str(model_path) in server.output, server.tail()

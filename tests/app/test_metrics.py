@@ -7,6 +7,8 @@ import json
 import os
 import re
 import signal
+import subprocess
+import sys
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +22,7 @@ from model.data import Mnist
 from tests.live import LiveServer
 from tests.scrape import total
 
+REPO = Path(__file__).resolve().parents[2]
 N = 48  # predictions, sent from several threads so that both workers answer some
 
 
@@ -66,6 +69,18 @@ def test_metrics_time_preprocessing_and_the_model_per_request(client: TestClient
     assert total(after, "mnist_canvas_model_info", model_version=version) == 1
 
 
+def test_multiprocess_mode_refuses_a_process_that_counts_in_memory(tmp_path: Path) -> None:
+    """prometheus_client imported before PROMETHEUS_MULTIPROC_DIR was set counts in memory:
+    the app says so at start instead of serving metrics that miss this worker."""
+    code = ("import sys; from pathlib import Path; from app.metrics import Registry; "
+            "Registry(multiprocess_dir=Path(sys.argv[1]))")
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    run = subprocess.run([sys.executable, "-c", code, str(tmp_path)], env=env, cwd=REPO,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode != 0
+    assert "set it before prometheus_client is imported" in run.stderr
+
+
 @pytest.mark.slow
 def test_two_workers_every_scrape_counts_every_request(
     tmp_path: Path, data_dir: Path, mnist: Mnist
@@ -109,3 +124,25 @@ def test_two_workers_every_scrape_counts_every_request(
         assert counts(scrape(server.url)) == expected
         assert len(now) <= 2
     assert not shared.exists(), "the metrics directory outlived the server"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_one_worker_server_removes_its_metrics_directory_when_stopped(
+    tmp_path: Path, data_dir: Path, stop: signal.Signals
+) -> None:
+    """uvicorn raises the stop signal again after its graceful shutdown; the directory must
+    be gone all the same, and the process still ends by that signal."""
+    server = LiveServer(model_path=None, data_dir=data_dir, log_path=tmp_path / "server.log",
+                        MNIST_CANVAS_TRAIN_ON_START="never", MNIST_CANVAS_LOG_LEVEL="info")
+    with server:
+        server.wait_ready()
+        found = re.search(r"workers share their metrics in (\S+)", server.log())
+        assert found, server.log()
+        shared = Path(found.group(1))
+        assert any(shared.glob("*.db"))
+        assert server.process is not None
+        server.process.send_signal(stop)
+        returncode = server.process.wait(timeout=30)
+    assert not shared.exists(), "the metrics directory outlived the server"
+    assert returncode in (-stop, 128 + stop), returncode

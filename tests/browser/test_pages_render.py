@@ -12,8 +12,9 @@ from fastapi.testclient import TestClient
 from app.main import create_app
 
 REPO = Path(__file__).resolve().parents[2]
-ASSETS = ["/static/css/app.css", "/static/js/common.js", "/static/js/draw.js",
-          "/static/js/model.js", "/static/favicon.svg"]
+ASSETS = ["/static/css/base.css", "/static/css/draw.css", "/static/css/model.css",
+          "/static/js/common.js", "/static/js/draw.js", "/static/js/model.js",
+          "/static/favicon.svg"]
 EXTERNAL = re.compile(
     r"""(?:src|href)\s*=\s*["']?(?:https?:)?//"""  # <script src="https://...">, <link href="//...">
     r"""|url\(\s*["']?(?:https?:)?//"""  # CSS url(https://...) and @import url(...)
@@ -69,3 +70,15 @@ def test_no_external_resources() -> None:
     for file in files:
         text = file.read_text()
         assert not EXTERNAL.findall(text), f"{file.name} loads something from another site"
+
+
+@pytest.mark.parametrize(("path", "own", "other"),
+                         [("/", "draw.css", "model.css"), ("/model", "model.css", "draw.css")])
+def test_each_page_links_the_shared_stylesheet_first_then_its_own(
+    client: TestClient, path: str, own: str, other: str
+) -> None:
+    sheets = re.findall(r'<link rel="stylesheet" href="([^"]+)"', client.get(path).text)
+    assert sheets[0] == "/static/css/base.css"
+    assert f"/static/css/{own}" in sheets and f"/static/css/{other}" not in sheets
+    for sheet in sheets:
+        assert client.get(sheet).status_code == 200, sheet
