@@ -5,6 +5,12 @@
 #   docker build -t mnist-canvas .                                   # CPU torch (default)
 #   docker build -t mnist-canvas:cuda \
 #     --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128 .   # CUDA torch
+#   docker build --build-arg PIP_NO_INDEX=1 -t mnist-canvas .       # offline: wheels from wheelhouse/
+#
+# Offline (air-gapped) builds: fill wheelhouse/ on a connected machine with
+# scripts/fill-wheelhouse.sh (docs/deployment.md); with PIP_NO_INDEX=1 pip installs from those
+# wheels alone and never asks an index. PYTHON_IMAGE names the base image (a mirror's copy, or
+# the Debian-built stand-in of scripts/deploy-check.sh); nothing else differs between builds.
 #
 # Two stages: the builder makes a virtual environment at /opt/venv, the runtime stage copies
 # it onto a clean base, so the build's leftovers (downloads, the build backend) stay behind.
@@ -17,14 +23,18 @@ FROM ${PYTHON_IMAGE} AS builder
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 # Inside the range pyproject.toml allows ("torch>=2.3,<2.15"); the same wheel the tests run on.
 ARG TORCH_VERSION=2.13.0
+# pip reads both from its environment (build args are): 1 = the wheelhouse alone, no index.
+ARG PIP_NO_INDEX=0
 
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_FIND_LINKS=/wheelhouse \
     PATH=/opt/venv/bin:$PATH
 
 # torch first and alone (with the empty venv it goes into): the largest layer (hundreds of MB on
 # CPU, GBs on CUDA) and the one that changes least, so edits to the other dependencies or to the
-# code never download it again.
-RUN python -m venv /opt/venv \
+# code never download it again. wheelhouse/ is mounted, never copied: no layer keeps the wheels.
+RUN --mount=type=bind,source=wheelhouse,target=/wheelhouse \
+    python -m venv /opt/venv \
     && pip install --no-cache-dir --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}"
 
 WORKDIR /app
@@ -32,20 +42,24 @@ WORKDIR /app
 # The other dependencies, read from pyproject.toml alone so that a code change keeps this layer.
 # torch is already there and satisfies the pin, so pip leaves it alone.
 COPY pyproject.toml ./
-RUN python -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; open('/tmp/requirements.txt', 'w').write('\n'.join(deps) + '\n')" \
+RUN --mount=type=bind,source=wheelhouse,target=/wheelhouse \
+    python -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; open('/tmp/requirements.txt', 'w').write('\n'.join(deps) + '\n')" \
     && pip install --no-cache-dir -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt
 
-# The project itself, without touching the dependencies. Editable on purpose: static/, templates/
-# and models/ live beside the packages, not inside them, and the code finds them from its own
-# file path (app/main.py STATIC_DIR, app/routes/pages.py TEMPLATES_DIR, model/cli.py
-# DEFAULT_MODEL_PATH). A regular install would move the code into site-packages, away from them;
-# editable keeps it at /app, where the runtime stage puts the same tree.
+# The project itself, as its wheel, without touching the dependencies. The wheel carries the
+# page (static/, templates/) and the shipped model as package data (pyproject.toml package-dir),
+# found with importlib.resources: the runtime stage needs the venv alone, no source tree.
 COPY README.md ./
 COPY app ./app
 COPY model ./model
-RUN pip install --no-cache-dir --no-deps --editable .
-
+COPY static ./static
+COPY templates ./templates
+COPY models/__init__.py models/mnist-logreg.safetensors ./models/
+RUN --mount=type=bind,source=wheelhouse,target=/wheelhouse \
+    pip wheel --no-cache-dir --no-deps --wheel-dir /tmp/dist . \
+    && pip install --no-cache-dir --no-deps /tmp/dist/mnist_canvas-*.whl \
+    && rm -rf /tmp/dist
 
 FROM ${PYTHON_IMAGE} AS runtime
 
@@ -61,16 +75,8 @@ RUN groupadd --gid 10001 mnist \
     && useradd --uid 10001 --gid 10001 --no-log-init --create-home --shell /usr/sbin/nologin mnist \
     && install --directory --owner=10001 --group=10001 --mode=0755 /models /data
 
+# Code and assets (inside the venv) stay root-owned: the server can read but not change them.
 COPY --from=builder /opt/venv /opt/venv
-
-# Code and assets stay root-owned: the server can read them but not change them.
-WORKDIR /app
-COPY pyproject.toml README.md ./
-COPY app ./app
-COPY model ./model
-COPY static ./static
-COPY templates ./templates
-COPY models/mnist-logreg.safetensors ./models/mnist-logreg.safetensors
 
 # Model path choice: MNIST_CANVAS_MODEL_PATH points into the /models volume, and the shipped model
 # is copied there, owned by the server's user. Docker fills a new, empty named volume from the
@@ -78,7 +84,7 @@ COPY models/mnist-logreg.safetensors ./models/mnist-logreg.safetensors
 # `mnist-canvas train --out /models/mnist-logreg.safetensors` (the compose `train` service)
 # replaces it in place; the retrained model survives rebuilds and upgrades. An empty bind mount
 # is not filled: then the app trains at start (MNIST_CANVAS_TRAIN_ON_START=missing) or the model
-# can be restored from /app/models/mnist-logreg.safetensors.
+# can be restored from the copy inside the installed package (docs/deployment.md).
 COPY --chown=10001:10001 models/mnist-logreg.safetensors /models/mnist-logreg.safetensors
 
 # Declared after their contents and owners are final: later changes to a volume path are lost.

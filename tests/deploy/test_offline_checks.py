@@ -32,6 +32,7 @@ DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 COMPOSE = ROOT / "compose.yaml"
 NGINX_CONF = ROOT / "deploy" / "nginx.conf"
+RESOLVER_TEMPLATE = ROOT / "deploy" / "nginx-resolver.conf.template"
 
 SHIPPED_MODEL = "models/mnist-logreg.safetensors"
 CPU_INDEX = "https://download.pytorch.org/whl/cpu"
@@ -308,7 +309,14 @@ def nginx_test(conf_text: str, tmp_path: Path) -> subprocess.CompletedProcess[st
     prefix.mkdir()
     conf = prefix / "nginx.conf"
     conf.write_text(conf_text.replace("/tmp/", f"{prefix}/"))
+    # What the image's entrypoint writes at start under Docker (its DNS is 127.0.0.11).
+    (prefix / "resolver.conf").write_text(render_resolver("127.0.0.11"))
     return run([nginx, "-t", "-e", "stderr", "-p", f"{prefix}/", "-c", str(conf)])
+
+
+def render_resolver(servers: str) -> str:
+    """deploy/nginx-resolver.conf.template as the nginx image's entrypoint renders it."""
+    return RESOLVER_TEMPLATE.read_text().replace("${NGINX_LOCAL_RESOLVERS}", servers)
 
 
 def test_nginx_accepts_the_config(tmp_path: Path) -> None:
@@ -518,9 +526,17 @@ def test_web_scales_behind_the_load_balancer(compose: dict) -> None:
     conf = NGINX_CONF.read_text()
     assert re.search(r"(?m)^\s*listen 8080;", conf)
     assert "http://web:8000" in conf  # service name and the port the CMD serves on
-    assert "resolver 127.0.0.11" in conf  # docker's DNS: replicas are found as they come and go
+    # The engine's DNS (Docker's 127.0.0.11, podman's aardvark-dns), written by the image's
+    # entrypoint from /etc/resolv.conf: replicas are found as they come and go.
+    assert "include /tmp/resolver.conf;" in conf
+    assert re.search(r"(?m)^resolver \$\{NGINX_LOCAL_RESOLVERS\} valid=\d+s",
+                     RESOLVER_TEMPLATE.read_text())
+    assert lb["environment"]["NGINX_ENTRYPOINT_LOCAL_RESOLVERS"] == "1"
+    assert lb["environment"]["NGINX_ENVSUBST_OUTPUT_DIR"] == "/tmp"
     mount = f"./{NGINX_CONF.relative_to(ROOT).as_posix()}:/etc/nginx/nginx.conf:ro"
-    assert mount in lb["volumes"]
+    template = (f"./{RESOLVER_TEMPLATE.relative_to(ROOT).as_posix()}:"
+                "/etc/nginx/templates/resolver.conf.template:ro")
+    assert mount in lb["volumes"] and template in lb["volumes"]
 
 
 def test_app_services_share_the_named_volumes(compose: dict) -> None:
