@@ -16,9 +16,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.settings import Settings
+
+if TYPE_CHECKING:  # torch-heavy modules are imported by the commands that need them
+    from model.checkpoint import Checkpoint
+    from model.data import Mnist
 
 URL_HELP = "database URL (default: MNIST_CANVAS_DATABASE_URL, else SQLite in the data dir)"
 
@@ -104,8 +108,9 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         if args.dry_run:
             print("dry run: nothing stored, nothing promoted")
             return 0 if report.promoted else 1
+        candidate = recalibrated(current, result.candidate, data)
         with database.session() as session:
-            row = registry.add_version(session, result.candidate, source="finetune",
+            row = registry.add_version(session, candidate, source="finetune",
                                        parent_id=parent_id, gate_report=report.to_dict(),
                                        corrections_seen=newest)
             if report.promoted:
@@ -121,6 +126,21 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         return 0
     print(f"not promoted (stored as version {number}): {report.reason}", file=sys.stderr)
     return 1
+
+
+def recalibrated(parent: Checkpoint, candidate: Checkpoint, data: Mnist) -> Checkpoint:
+    """The candidate with its own verdict calibration when its parent had one: a calibration
+    belongs to the weights it was fitted for, and the server ignores a stale one. The parent's
+    model of the training digits is reused (same inputs), so this costs seconds, not 13."""
+    from model.calibrate import calibrate
+    from model.verdict import VerdictModel
+
+    verdicts = VerdictModel.from_checkpoint(parent.meta, parent.extra_tensors)
+    if verdicts is None:
+        return candidate
+    calibrated = calibrate(candidate, data, typicality=verdicts.typicality)
+    print(f"verdict recalibrated for {calibrated.model_version}")
+    return calibrated
 
 
 def cmd_models(args: argparse.Namespace) -> int:

@@ -15,6 +15,7 @@ from app.corrections import NewCorrection, store
 from app.db import Database, sqlite_url
 from app.db import registry as model_registry
 from model.data import Mnist
+from model.inference import Predictor
 from tests.conftest import REPO, SHIPPED_MODEL
 
 pytestmark = pytest.mark.slow
@@ -56,6 +57,12 @@ def test_finetune_promotes_helpful_corrections(tmp_path: Path, data_dir: Path,
         assert current.gate_report is not None and current.gate_report["promoted"] is True
         assert current.gate_report["split"] == "client"
         assert current.corrections_seen == 300
+        # The promoted weights carry a verdict calibration fitted for them, not the parent's
+        # (which the server would ignore as stale).
+        served = Predictor(model_registry.checkpoint_of(current), device="cpu")
+        assert served.verdicts is not None
+        assert served.checkpoint.meta["verdict"]["model_version"] == served.version
+    assert f"verdict recalibrated for {served.version}" in done.stdout
     listing = run_cli("models", "list", url=database.url, data_dir=data_dir)
     assert listing.returncode == 0 and "*   2" in listing.stdout
     back = run_cli("models", "rollback", url=database.url, data_dir=data_dir)
