@@ -47,8 +47,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="mnist-canvas-metrics-") as metrics_dir:
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-            logger.debug("workers share their metrics in %s", metrics_dir)
-            return serve(args)
+            return serve(args, metrics_dir)
     except Stopped as exc:
         stopped = exc.signum
         return 128 + stopped
@@ -65,7 +64,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             signal.raise_signal(stopped)
 
 
-def serve(args: argparse.Namespace) -> int:
+def serve(args: argparse.Namespace, metrics_dir: str) -> int:
     import uvicorn
 
     from app.db import DatabaseConfigError, database_url
@@ -84,6 +83,8 @@ def serve(args: argparse.Namespace) -> int:
     except (StartupError, DatabaseConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    # After the preflight, so that a refused start says one line and nothing else.
+    logger.info("workers share their metrics in %s", metrics_dir)
     uvicorn.run(
         "app.main:app",
         host=args.host,
