@@ -174,4 +174,26 @@ def _default_database_outside_shared_data(tmp_path_factory: pytest.TempPathFacto
     path = tmp_path_factory.mktemp("default-db") / "mnist-canvas.sqlite3"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MNIST_CANVAS_DATABASE_URL", f"sqlite:///{path}")
+        _SESSION_DEFAULT.append(f"sqlite:///{path}")
+        # A server follows the registry's current version, which is the first model any
+        # server registered there: servers shared by a module or the session would then
+        # serve each other's models. They serve their own file unless a test turns hot
+        # reload on (the hot-reload tests set the poll interval themselves).
+        if not os.environ.get("MNIST_CANVAS_MODEL_POLL_SECONDS"):
+            patch.setenv("MNIST_CANVAS_MODEL_POLL_SECONDS", "0")
         yield
+
+
+_SESSION_DEFAULT: list[str] = []
+
+
+@pytest.fixture(autouse=True)
+def _default_database_per_test(tmp_path_factory: pytest.TempPathFactory,
+                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test's own apps get a fresh default database, so that nothing one test stores
+    (corrections, a model version it promoted) is served to the next: every worker follows
+    the registry's current version. Servers shared by a module or the session keep the
+    session's file; a URL the environment chose is left alone."""
+    if os.environ.get("MNIST_CANVAS_DATABASE_URL") in _SESSION_DEFAULT:
+        path = tmp_path_factory.mktemp("test-db") / "mnist-canvas.sqlite3"
+        monkeypatch.setenv("MNIST_CANVAS_DATABASE_URL", f"sqlite:///{path}")

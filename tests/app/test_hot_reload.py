@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
 import time
 import urllib.request
@@ -173,7 +174,9 @@ def test_a_corrupt_registry_entry_is_never_served(tmp_path: Path, data_dir: Path
 
         def refused() -> bool:
             text = urllib.request.urlopen(server.url + "/metrics", timeout=5).read().decode()
-            return "mnist_canvas_model_reload_failures_total 1" in text
+            # Summed over the workers (prometheus_client's multiprocess mode): each refuses.
+            found = re.search(r"^mnist_canvas_model_reload_failures_total (\S+)$", text, re.M)
+            return found is not None and float(found.group(1)) >= 1
 
         wait_for(refused, 20, "a worker to count the refusal")
         time.sleep(1.0)

@@ -46,6 +46,7 @@ def binary_body(tensor: np.ndarray, **request: Any) -> tuple[bytes, dict[str, st
 def test_tritons_client_with_its_defaults_gets_binary_answers(mnist: Mnist,
                                                                data_dir: Path) -> None:
     import tritonclient.http as triton
+    import tritonclient.utils as triton_utils
 
     x = images01(mnist, 1000)
     expected = Predictor.from_path(SHIPPED_MODEL, device="cpu").probabilities(
@@ -79,10 +80,17 @@ def test_tritons_client_with_its_defaults_gets_binary_answers(mnist: Mnist,
             assert by_name["digit"]["data"] == [7, 2]
             assert mixed.as_numpy("probabilities").shape == (2, 10)
 
-            # JSON input (binary_data=False), answers in binary as asked.
+            # JSON input (binary_data=False): the client then sends a bare JSON body with no
+            # Content-Type, which is what a hostile page can post cross-site without a
+            # preflight, so it is refused with a sentence; said to be JSON, it is answered
+            # (outputs in binary as asked).
             plain = triton.InferInput("input", [1, 784], "FP32")
             plain.set_data_from_numpy(x[:1], binary_data=False)
-            assert client.infer("mnist-logreg", [plain]).as_numpy("digit").tolist() == [7]
+            with pytest.raises(triton_utils.InferenceServerException, match="Content-Type"):
+                client.infer("mnist-logreg", [plain])
+            typed = client.infer("mnist-logreg", [plain],
+                                 headers={"Content-Type": "application/json"})
+            assert typed.as_numpy("digit").tolist() == [7]
         finally:
             client.close()
 

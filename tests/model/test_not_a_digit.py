@@ -77,7 +77,7 @@ def test_calibrate_cli_keeps_the_weights_and_refits_the_same(tmp_path: Path,
                                                              data_dir: Path) -> None:
     out = tmp_path / "again.safetensors"
     run = subprocess.run(
-        [sys.executable, "-m", "model.cli", "calibrate", "--model", str(SHIPPED_MODEL),
+        [sys.executable, "-m", "app.cli", "calibrate", "--model", str(SHIPPED_MODEL),
          "--out", str(out), "--data-dir", str(data_dir), "--no-download"],
         cwd=REPO, capture_output=True, text=True, timeout=600,
     )
