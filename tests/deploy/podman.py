@@ -41,7 +41,11 @@ def compose_files() -> list[Path]:
 
 
 def environment(extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = dict(os.environ, **(extra or {}))
+    # The host's own MNIST_CANVAS_* settings (a developer's, or a test session's temporary
+    # database and poll interval) must not reach compose.yaml's ${...} substitutions: the
+    # stack runs with the file's defaults and what a check passes in `extra`.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MNIST_CANVAS_")}
+    env.update(extra or {})
     env.update(
         CONTAINERS_CONF=str(CONTAINERS_CONF),
         BUILDAH_FORMAT="docker",
