@@ -632,6 +632,9 @@ def test_container_start_command_serves_the_shipped_model(
     env["PATH"] = os.pathsep.join([sysconfig.get_path("scripts"), env.get("PATH", "")])
     env["MNIST_CANVAS_DOWNLOAD"] = "false"
     env["MNIST_CANVAS_TRAIN_ON_START"] = "never"  # it must serve the model the image ships
+    # In the container the corrections database is a file in the /data volume; here /data is
+    # the shared MNIST folder, which no test may write: the database goes to a temp file.
+    env["MNIST_CANVAS_DATABASE_URL"] = f"sqlite:///{tmp_path / 'corrections.sqlite3'}"
 
     cmd = exec_form(only(runtime, "CMD").args, "CMD")
     port = _free_port()
