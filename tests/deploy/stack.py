@@ -359,6 +359,9 @@ class Stack:
         replicas = self.wait_replicas(SCALE)
         took = time.monotonic() - started
         self.report.measure("scale to 3, until every replica is healthy", f"{took:.1f} s")
+        # nginx keeps the name's last DNS answer (one replica) for `valid` seconds: until it
+        # asks again, every request still goes to the first replica.
+        time.sleep(max(0.0, resolver_valid() + 1.0 - (time.monotonic() - started)))
         return f"{len(replicas)} replicas healthy after {took:.1f} s"
 
     def wait_replicas(self, count: int, timeout: float = 300.0) -> list[str]:
