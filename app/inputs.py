@@ -145,19 +145,32 @@ def pixels_to_digit(value: Any, preprocess: bool, where: str = "'pixels'") -> np
         raise InputError(str(exc), status_for(exc.code), exc.code) from exc
 
 
+#: The two ways a JSON body carries a drawing, each with what it holds, as the errors say it.
+IMAGE_FIELD = ("image", "a data URL or base64 image")
+PIXELS_FIELD = ("pixels", "784 numbers 0..255")
+
+
+def one_field(payload: Any, *fields: tuple[str, str]) -> str:
+    """The name of the one field of `fields` ((name, what it holds), ...) that the JSON object
+    carries; 422 with a sentence if the body is not an object, or carries none or several."""
+    names = [name for name, _ in fields]
+    if not isinstance(payload, dict):
+        raise InputError(f"The JSON body must be an object with {' or '.join(map(repr, names))}.",
+                         422, "bad_json_shape")
+    present = [name for name in names if name in payload]
+    if len(present) != 1:
+        raise InputError("Send exactly one of "
+                         + " or ".join(f"{name!r} ({what})" for name, what in fields) + ".",
+                         422, "missing_field")
+    return present[0]
+
+
 def single_from_json(payload: Any, max_chars: int) -> tuple[str, Any]:
     """('image', bytes) or ('digit', (28, 28) array) from a JSON object's 'image' or 'pixels'.
 
     Shared by /api/predict and /api/feedback, so a correction is read exactly as a prediction.
     """
-    if not isinstance(payload, dict):
-        raise InputError("The JSON body must be an object with 'image' or 'pixels'.",
-                         422, "bad_json_shape")
-    has_image, has_pixels = "image" in payload, "pixels" in payload
-    if has_image == has_pixels:
-        raise InputError("Send exactly one of 'image' (a data URL or base64 image) or "
-                         "'pixels' (784 numbers 0..255).", 422, "missing_field")
-    if has_image:
+    if one_field(payload, IMAGE_FIELD, PIXELS_FIELD) == "image":
         return "image", decode_base64_image(payload["image"], max_chars)
     recentre = check_preprocess_flag(payload.get("preprocess"))
     return "digit", pixels_to_digit(payload["pixels"], recentre)

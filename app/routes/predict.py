@@ -21,6 +21,7 @@ from app.inputs import (
     decode_base64_image,
     image_from_bytes,
     image_pixels,
+    one_field,
     pixels_to_digit,
     single_from_json,
 )
@@ -186,14 +187,9 @@ def prepare_batch(body: bytes, settings: Settings) -> Batch:
     """Parse and check a batch body; read the images' headers and refuse the request (413) if
     they hold more than the request's pixel budget. Cheap: nothing is decoded."""
     payload = parse_json(body)
-    if not isinstance(payload, dict):
-        raise InputError("The JSON body must be an object with 'images' or 'pixels'.",
-                         422, "bad_json_shape")
-    has_images, has_pixels = "images" in payload, "pixels" in payload
-    if has_images == has_pixels:
-        raise InputError("Send exactly one of 'images' (a list of data URLs or base64 images) or "
-                         "'pixels' (a list of 784-number images).", 422, "missing_field")
-    key = "images" if has_images else "pixels"
+    key = one_field(payload, ("images", "a list of data URLs or base64 images"),
+                    ("pixels", "a list of 784-number images"))
+    has_images = key == "images"
     items = payload[key]
     if not isinstance(items, list):
         raise InputError(f"'{key}' must be a list.", 422, "bad_json_shape")
