@@ -23,6 +23,8 @@ SIMDJSON_ERRORS = (ValueError, TypeError, RuntimeError, OverflowError, MemoryErr
 
 def pixel_batch(body: bytes, max_batch: int) -> tuple[np.ndarray, bool] | None:
     """(N, 28, 28) float32 pixels 0..255 and whether previews are wanted, or None."""
+    if body.count(b'"') > 2 * len(FAST_KEYS):  # strings beyond the keys (a batch of images):
+        return None  # declined before parsing, so such a body is parsed once, by the exact path
     try:
         doc = simdjson.Parser().parse(body)  # a parser per call: requests run in threads
     except SIMDJSON_ERRORS:  # not JSON, or numbers it does not hold (beyond 64 bits)
