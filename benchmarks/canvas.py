@@ -76,6 +76,18 @@ def add_split_argument(parser: argparse.ArgumentParser) -> None:
              "test: MNIST's test digits, for the final report only")
 
 
+def add_sample_arguments(parser: argparse.ArgumentParser, quick: str, jobs: str) -> None:
+    """Which digits are drawn, how, and by how many processes: the arguments shared by this
+    benchmark and benchmarks/preprocess.py (`quick` and `jobs` say what each one means there)."""
+    parser.add_argument("--quick", action="store_true", help=quick)
+    parser.add_argument("--limit", type=int, default=None, help="number of digits")
+    add_split_argument(parser)
+    parser.add_argument("--conditions", nargs="*", choices=CONDITION_NAMES, default=None,
+                        help="only these conditions (default: all)")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    parser.add_argument("--jobs", type=int, default=max(1, min(2, os.cpu_count() or 1)), help=jobs)
+
+
 def split_digits(data: Mnist, split: str, limit: int,
                  spread: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """`limit` digits and labels of the validation or the test split: the first ones, or with
@@ -370,15 +382,8 @@ def save_examples(directory: Path, condition: Condition, images: np.ndarray, lab
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="500 digits instead of 10,000")
-    parser.add_argument("--limit", type=int, default=None, help="number of digits")
-    add_split_argument(parser)
-    parser.add_argument("--conditions", nargs="*", choices=CONDITION_NAMES, default=None,
-                        help="only these conditions (default: all)")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    add_sample_arguments(parser, "500 digits instead of 10,000", "rendering processes")
     parser.add_argument("--batch", type=int, default=100, help="images per batch request")
-    parser.add_argument("--jobs", type=int, default=max(1, min(2, os.cpu_count() or 1)),
-                        help="rendering processes")
     parser.add_argument("--single-check", type=int, default=100,
                         help="per condition, this many images also go through /api/predict")
     parser.add_argument("--tolerance", type=float, default=2.0,

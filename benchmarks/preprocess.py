@@ -43,8 +43,8 @@ if __package__ in (None, ""):  # run as a file: import from the repository root,
 
 import numpy as np
 
-from benchmarks.canvas import add_split_argument, score, split_digits
-from benchmarks.drawing import CONDITION_NAMES, CONDITIONS, DEFAULT_SEED, Condition, draw_indexed
+from benchmarks.canvas import add_sample_arguments, score, split_digits
+from benchmarks.drawing import CONDITIONS, Condition, draw_indexed
 from benchmarks.environment import SHIPPED_MODEL, data_dir, limit_threads, machine_info
 from benchmarks.reporting import finish
 
@@ -247,17 +247,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="200 digits instead of 1,000")
-    parser.add_argument("--limit", type=int, default=None, help="number of digits")
-    add_split_argument(parser)
+    add_sample_arguments(parser, "200 digits instead of 1,000", "drawing processes")
     parser.add_argument("--spread", action="store_true",
                         help="every (10,000 / limit)-th digit instead of the first ones, as the "
                              "CI test (tests/app/test_canvas_fidelity.py) samples them")
-    parser.add_argument("--conditions", nargs="*", choices=CONDITION_NAMES, default=None,
-                        help="only these conditions (default: all)")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    parser.add_argument("--jobs", type=int, default=max(1, min(2, os.cpu_count() or 1)),
-                        help="drawing processes")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="override a preprocessing constant (repeatable)")
     parser.add_argument("--sweep", action="append", default=[], metavar="NAME=V1,V2",

@@ -29,7 +29,13 @@ def open_draw(page: Any) -> None:
     page.wait_for_function("() => document.body.dataset.ready === 'true'")
 
 
-def verdict_on_server(base: str, page: Any) -> dict[str, Any]:
+def draw_and_ask(page: Any, base: str, strokes: list[list[tuple[float, float]]]
+                 ) -> dict[str, Any]:
+    """Draw `strokes` on a fresh draw page, wait for its answer, and return the server's answer
+    to the very image the page sent."""
+    open_draw(page)
+    draw_mouse(page, strokes)
+    wait_idle(page)
     image = page.evaluate("() => window.mnistCanvas.exportImage()")
     request = urllib.request.Request(f"{base}/api/predict",
                                      data=json.dumps({"image": image}).encode(),
@@ -41,10 +47,7 @@ def verdict_on_server(base: str, page: Any) -> dict[str, Any]:
 def test_a_dash_is_not_a_digit_on_the_page(desktop_page: Any, live_server: str,
                                            screenshots: Any) -> None:
     page = desktop_page
-    open_draw(page)
-    draw_mouse(page, DASH)
-    wait_idle(page)
-    server = verdict_on_server(live_server, page)
+    server = draw_and_ask(page, live_server, DASH)
     assert server["verdict"] == "not_a_digit"
     assert page.locator("#answer").get_attribute("data-state") == "not-digit"
     assert page.locator("#confidence").inner_text() == "That doesn't look like a digit"
@@ -67,10 +70,7 @@ def test_a_dash_is_not_a_digit_on_the_page(desktop_page: Any, live_server: str,
 def test_an_open_four_is_not_sure_between_four_and_nine(desktop_page: Any, live_server: str,
                                                          screenshots: Any) -> None:
     page = desktop_page
-    open_draw(page)
-    draw_mouse(page, FOUR_NINE)
-    wait_idle(page)
-    server = verdict_on_server(live_server, page)
+    server = draw_and_ask(page, live_server, FOUR_NINE)
     assert server["verdict"] == "unsure", server["verdict_detail"]
     first, second = server["verdict_detail"]["candidates"]
     assert {first, second} == {4, 9}
