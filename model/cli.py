@@ -43,8 +43,7 @@ def add_data_args(parser: argparse.ArgumentParser, defaults: CommandDefaults) ->
 
 def add_commands(sub: argparse._SubParsersAction, defaults: CommandDefaults) -> None:
     """Add `download`, `train` and `evaluate` to a subcommand parser."""
-    from model.network import ARCHITECTURES
-    from model.training import OPTIMIZERS, SCHEDULES, TrainConfig
+    from model.config import ARCHITECTURES, OPTIMIZERS, SCHEDULES, TrainConfig
 
     config = TrainConfig()
     p = sub.add_parser("download", help="download and verify MNIST")
@@ -220,7 +219,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def run(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> int:
     """Parse, configure logging, dispatch; known errors become one readable line and exit 2."""
-    from model.checkpoint import CheckpointError
+    from model.errors import CheckpointError  # not model.checkpoint: `--help` needs no torch
 
     args = parser.parse_args(argv)
     logging.basicConfig(
