@@ -12,7 +12,13 @@ first use, all at once as an eager import did, so `mnist-canvas train` and `--he
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import TYPE_CHECKING, Any
+
+# Alembic announces each of its built-in plugins at INFO when it is first imported. Imported on
+# first use, that is now after the command line has configured logging, where the lines would
+# reach the terminal (before, the eager import ran before logging was configured, unheard).
+logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
 if TYPE_CHECKING:
     from app.db.database import Database, DatabaseUnavailable, make_session_factory
