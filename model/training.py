@@ -201,6 +201,29 @@ def model_inputs(
     return Pixels(images, mean, std, device)
 
 
+@dataclass
+class Batch:
+    """The buffers of one batch size, allocated once and written by every step of that size."""
+
+    raw: torch.Tensor  # (B, 784) rows as stored: uint8 for Pixels, else `x` itself
+    x: torch.Tensor  # (B, 784) normalised float32 inputs
+    y: torch.Tensor  # (B,) labels
+    logits: torch.Tensor  # (10, B), classes first
+    logp: torch.Tensor  # (10, B) log-probabilities, then the gradient of the logits
+    onehot: torch.Tensor  # (10, B)
+
+    @classmethod
+    def empty(cls, rows: int, classes: int, pixels: int, raw_dtype: torch.dtype,
+              device: torch.device) -> Batch:
+        x = torch.empty((rows, pixels), device=device)
+        raw = x if raw_dtype == x.dtype else torch.empty((rows, pixels), dtype=raw_dtype,
+                                                         device=device)
+        return cls(raw=raw, x=x, y=torch.empty(rows, dtype=torch.int64, device=device),
+                   logits=torch.empty((classes, rows), device=device),
+                   logp=torch.empty((classes, rows), device=device),
+                   onehot=torch.empty((classes, rows), device=device))
+
+
 class LinearStep:
     """The gradient of the mean NLL of log_softmax(x W + b), derived by hand, into `.grad`.
 
@@ -218,33 +241,26 @@ class LinearStep:
         self.weight, self.bias, self.classes_first = linear_parameters(model)
         self.weight.grad = torch.zeros_like(self.weight)
         self.bias.grad = torch.zeros_like(self.bias)
-        device = self.weight.device
         with torch.no_grad():  # views of the parameters, which the optimizer updates in place
             self.w = self.weight if self.classes_first else self.weight.t()  # (10, 784)
             self.b = self.bias.unsqueeze(1)  # (10, 1)
         self.grad_w = self.weight.grad if self.classes_first else torch.empty_like(self.w)
-        self.eye = torch.eye(self.w.shape[0], device=device)
-        self._buffers: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+        self.eye = torch.eye(self.w.shape[0], device=self.weight.device)
 
-    def buffers(self, rows: int, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
-        """A batch's raw rows and its float inputs (B, 784), and its one-hot labels (10, B)."""
-        if rows not in self._buffers:
-            classes, pixels = self.w.shape
-            device = self.weight.device
-            self._buffers[rows] = (
-                torch.empty((rows, pixels), dtype=dtype, device=device),
-                torch.empty((rows, pixels), device=device),
-                torch.empty((classes, rows), device=device),
-            )
-        return self._buffers[rows]
+    def batch(self, rows: int, raw_dtype: torch.dtype = torch.float32) -> Batch:
+        """Buffers for batches of `rows` rows gathered from inputs stored as `raw_dtype`."""
+        classes, pixels = self.w.shape
+        return Batch.empty(rows, classes, pixels, raw_dtype, self.weight.device)
 
-    def __call__(self, xb: torch.Tensor, yb: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
-        """Write one batch's gradients; return its summed log-likelihood (a tensor: no sync)."""
-        logp = torch.log_softmax(torch.addmm(self.b, self.w, xb.t()), 0)  # (10, B)
-        torch.index_select(self.eye, 1, yb, out=onehot)
-        likelihood = torch.dot(logp.view(-1), onehot.view(-1))
-        grad = logp.exp_().sub_(onehot).mul_(1.0 / xb.shape[0])  # (p - Y)^T / B
-        torch.mm(grad, xb, out=self.grad_w)
+    def __call__(self, batch: Batch) -> torch.Tensor:
+        """Write the gradients of the batch in `batch.x` and `batch.y`; return its summed
+        log-likelihood (a tensor: no sync)."""
+        torch.addmm(self.b, self.w, batch.x.t(), out=batch.logits)
+        logp = torch.log_softmax(batch.logits, 0, out=batch.logp)
+        torch.index_select(self.eye, 1, batch.y, out=batch.onehot)
+        likelihood = torch.dot(logp.view(-1), batch.onehot.view(-1))
+        grad = logp.exp_().sub_(batch.onehot).mul_(1.0 / batch.y.shape[0])  # (p - Y)^T / B
+        torch.mm(grad, batch.x, out=self.grad_w)
         if not self.classes_first:
             assert self.weight.grad is not None
             self.weight.grad.copy_(self.grad_w.t())
@@ -268,17 +284,21 @@ def fit(
     """
     stream = out if out is not None else sys.stdout
     x, y = train
-    n = x.shape[0]
+    n, size = x.shape[0], config.batch_size
     device = y.device
     generator = torch.Generator(device="cpu").manual_seed(config.seed)
     optimizer = make_optimizer(model, config)
     step_grads = LinearStep(model)
-    steps_per_epoch = math.ceil(n / config.batch_size)
+    steps_per_epoch = math.ceil(n / size)
     total_steps = steps_per_epoch * config.epochs
+    lrs = [config.lr * lr_factor(config, step, total_steps) for step in range(total_steps)]
+    raw_dtype = x.raw.dtype if isinstance(x, Pixels) else x.dtype
+    full, last = step_grads.batch(min(size, n), raw_dtype), n - (steps_per_epoch - 1) * size
+    batches = [full] * (steps_per_epoch - 1) + [full if last == size else
+                                                step_grads.batch(last, raw_dtype)]
     history: list[EpochRecord] = []
     stream.write(f"{'epoch':>5}  {'trn_loss':>9}  {'val_loss':>9}  {'accuracy':>8}\n")
     step = 0
-    raw_dtype = x.raw.dtype if isinstance(x, Pixels) else x.dtype
     for epoch in range(config.epochs):
         started = time.perf_counter()
         model.train()
@@ -286,20 +306,20 @@ def fit(
         progress = Progress(steps_per_epoch, stream, f"epoch {epoch}")
         running = torch.zeros((), device=device)
         with torch.no_grad():
-            for i in range(steps_per_epoch):
-                optimizer.lr = config.lr * lr_factor(config, step, total_steps)
-                idx = order[i * config.batch_size : (i + 1) * config.batch_size]
-                raw, xb, onehot = step_grads.buffers(len(idx), raw_dtype)
+            for i, batch in enumerate(batches):
+                optimizer.lr = lrs[step]
+                idx = order[i * size : (i + 1) * size]
                 if isinstance(x, Pixels):
-                    x.take(idx, raw, xb)
+                    x.take(idx, batch.raw, batch.x)
                 else:  # index_select gathers rows about 3x faster than x[idx] (8 vs 30 us)
-                    torch.index_select(x, 0, idx, out=xb)
-                likelihood = step_grads(xb, y.index_select(0, idx), onehot)
+                    torch.index_select(x, 0, idx, out=batch.x)
+                torch.index_select(y, 0, idx, out=batch.y)
+                likelihood = step_grads(batch)
                 optimizer.step()
                 running -= likelihood
                 step += 1
                 if progress.live:
-                    progress.update(i + 1, -float(likelihood) / len(idx))
+                    progress.update(i + 1, -float(likelihood) / batch.y.shape[0])
         progress.close()
         trn_loss = float(running) / n
         val = evaluate(model, valid[0], valid[1])

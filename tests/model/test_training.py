@@ -158,9 +158,11 @@ def test_hand_derived_gradients_equal_autograds(arch: str) -> None:
     loss.backward()
     expected = [p.grad.clone() for p in linear_parameters(model)[:2]]  # type: ignore[union-attr]
     step = LinearStep(model)
-    _, _, onehot = step.buffers(37, torch.float32)
+    batch = step.batch(37)
+    batch.x.copy_(x)
+    batch.y.copy_(y)
     with torch.no_grad():
-        likelihood = step(x, y, onehot)
+        likelihood = step(batch)
     got = [p.grad for p in linear_parameters(model)[:2]]
     for a, b in zip(got, expected, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
