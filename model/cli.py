@@ -163,7 +163,7 @@ def train_and_save(args: argparse.Namespace, prefetch: Prefetch, out: Path | Non
         print(format_report(result.test, "test"))
     phases = {"imports": imports, "reading MNIST": prefetch.waited, **result.phases}
     if out is None:
-        print(format_phases(phases, prefetch))
+        print(format_phases(phases, prefetch.seconds))
         print("dry run: nothing saved")
         return 0
     started = time.perf_counter()
@@ -177,15 +177,16 @@ def train_and_save(args: argparse.Namespace, prefetch: Prefetch, out: Path | Non
         started = time.perf_counter()
     save_checkpoint(ckpt, out)
     phases["checkpoint"] = time.perf_counter() - started
-    print(format_phases(phases, prefetch))
+    print(format_phases(phases, prefetch.seconds))
     print(f"saved {out} (model version {ckpt.model_version})")
     return 0
 
 
-def format_phases(phases: dict[str, float], prefetch: Prefetch) -> str:
-    """One line: the seconds of each part of the command (imports: torch's, mostly)."""
+def format_phases(phases: dict[str, float], read_seconds: float) -> str:
+    """One line: the seconds of each part of the command (imports: torch's, mostly), and how
+    long reading MNIST took in its thread (`reading MNIST` is what was left to wait for)."""
     parts = [f"{name} {seconds:.3f} s" for name, seconds in phases.items()]
-    return (f"phases: {', '.join(parts)} (MNIST was read in {prefetch.seconds:.3f} s, "
+    return (f"phases: {', '.join(parts)} (MNIST was read in {read_seconds:.3f} s, "
             "beside the imports: the first figure is what was left to wait)")
 
 
