@@ -167,8 +167,8 @@ class Pixels:
     A batch comes out as exactly the float32 numbers `to_inputs` gives its rows (x * a - b, the
     same two float32 operations; a test compares them bit for bit), without the float copy of
     the whole training split: 157 MB that took 0.23 s to write in a fresh process, where
-    normalising each batch after gathering it costs nothing measurable (gathering 128 rows of
-    bytes is as much cheaper than gathering floats as the two operations cost).
+    normalising each batch after gathering it costs at most 0.02 s over the recipe's 3,128 steps
+    (the fit loop measured 0.43-0.46 s either way: gathering bytes is cheaper than floats).
     """
 
     def __init__(self, images: np.ndarray, mean: float, std: float,
@@ -185,7 +185,8 @@ class Pixels:
     def take(self, idx: torch.Tensor, raw: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         """The normalised rows `idx`, written into `out`, gathered through `raw` (same rows)."""
         torch.index_select(self.raw, 0, idx, out=raw)
-        return out.copy_(raw).mul_(self.scale).sub_(self.shift)  # as to_inputs: 26 us, not 30
+        # to_inputs' operations: a float32 copy, then * a and - b (faster than a mixed-type mul).
+        return out.copy_(raw).mul_(self.scale).sub_(self.shift)
 
 
 def model_inputs(
