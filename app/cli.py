@@ -169,5 +169,25 @@ def main(argv: list[str] | None = None) -> int:
     return run(build_parser(settings), argv)
 
 
+def console() -> None:
+    """The `mnist-canvas` console script (and `python -m app.cli`): main(), then the exit.
+
+    A command that used only the training library (train, evaluate, calibrate) has nothing left
+    to do when main returns but free memory: its files are written, renamed and closed and its
+    lock released. Python's teardown of torch's modules and objects costs 0.3 s of CPU here
+    (`python -c "import torch"`: 1.22 s user, 0.89 s when it ends with os._exit), a sixth of
+    `mnist-canvas train --no-calibrate`; so such a process flushes its output and logs and
+    ends with os._exit. A server (uvicorn) or a database command (SQLAlchemy) exits normally,
+    as their cleanups may need.
+    """
+    rc = main()
+    if "torch" in sys.modules and not {"uvicorn", "sqlalchemy"} & sys.modules.keys():
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(rc)
+    raise SystemExit(rc)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    console()

@@ -16,7 +16,7 @@ from model.gate import (
     DEFAULT_HOLDOUT_FRACTION,
     DEFAULT_MAX_VALID_DROP,
 )
-from model.preprocess import MAX_IMAGE_PIXELS
+from model.limits import MAX_IMAGE_PIXELS
 from model.resources import shipped_model_path
 
 TrainOnStart = Literal["never", "missing", "always"]

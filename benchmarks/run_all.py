@@ -103,11 +103,17 @@ def md_train(r: dict[str, Any]) -> list[str]:
         o, s = whole["ours"], whole["sklearn"]
         lines += ["", f"Whole processes, median of {whole['repeats']} alternated (1-minute load "
                   f"average {min(whole['loadavg_1min']):.2f}-{max(whole['loadavg_1min']):.2f}): "
-                  f"`mnist-canvas train` {o['wall_seconds']:.2f} s wall, {o['cpu_seconds']:.2f} "
-                  f"s CPU; scikit-learn's process {s['wall_seconds']:.2f} s wall, "
-                  f"{s['cpu_seconds']:.2f} s CPU: {whole['speedup_wall']:.1f}x wall, "
+                  f"`mnist-canvas train --no-calibrate` {o['wall_seconds']:.2f} s wall, "
+                  f"{o['cpu_seconds']:.2f} s CPU; scikit-learn's process {s['wall_seconds']:.2f} "
+                  f"s wall, {s['cpu_seconds']:.2f} s CPU: {whole['speedup_wall']:.1f}x wall, "
                   f"{whole['speedup_cpu']:.1f}x CPU (goal >= {whole['goal']:g}x): "
                   f"{_mark(whole['ok'])}."]
+        calibrated = whole.get("ours_calibrated")
+        if calibrated:
+            lines[-1] += (f" With the verdict's calibration, `mnist-canvas train` "
+                          f"{calibrated['wall_seconds']:.2f} s wall, "
+                          f"{calibrated['cpu_seconds']:.2f} s CPU "
+                          f"({whole['speedup_wall_calibrated']:.1f}x wall).")
     return lines
 
 

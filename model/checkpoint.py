@@ -22,6 +22,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from model.atomic import write_atomic
+from model.errors import CheckpointError as CheckpointError  # re-exported: defined there
 from model.network import ARCHITECTURES, N_CLASSES, N_PIXELS
 from model.transforms import KNOWN_TRANSFORMS
 
@@ -42,10 +43,6 @@ OPTIONAL_TYPES: dict[str, tuple[type, ...]] = {
 #: Largest |logit| the weights may reach on any image: far below float32's 3.4e38, so softmax
 #: always gives finite probabilities.
 MAX_LOGIT = 1e30
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint is missing, corrupt, truncated or incompatible."""
 
 
 @dataclass

@@ -11,12 +11,15 @@ import hashlib
 import http.client
 import logging
 import math
+import threading
+import time
 import urllib.error
 import urllib.request
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -266,19 +269,60 @@ def load_mnist(
     )
 
 
-def pixel_stats(images: np.ndarray) -> tuple[float, float]:
+def pixel_stats(images: np.ndarray, *, rows: int = 4096) -> tuple[float, float]:
     """Mean and std of pixels/255 over `images`: the normalisation every input gets.
 
     uint8 images (MNIST's) are summed exactly in integers, then divided once:
-    var = (n * sum(x^2) - sum(x)^2) / (255 n)^2. That takes about 40 ms for the training split,
+    var = (n * sum(x^2) - sum(x)^2) / (255 n)^2. The squares are taken `rows` images at a time
+    (3 MB of uint16), never as one 78 MB array: 30 ms for the training split, 43 ms in one go,
     where a float64 copy of the images took 0.8 s.
     """
     if images.dtype != np.uint8:  # pixels given as floats 0..255
         scaled = images.astype(np.float64) / 255.0
         return float(scaled.mean()), float(scaled.std())
     n = images.size
-    total = int(images.sum(dtype=np.uint64))
-    squares = int(np.square(images, dtype=np.uint16).sum(dtype=np.uint64))
+    flat = images.reshape(len(images), -1)
+    total = squares = 0
+    for start in range(0, len(flat), rows):
+        chunk = flat[start : start + rows]
+        total += int(chunk.sum(dtype=np.uint64))
+        squares += int(np.square(chunk, dtype=np.uint16).sum(dtype=np.uint64))
     mean = total / (255 * n)
     std = math.sqrt(n * squares - total * total) / (255 * n)
     return mean, std
+
+
+class Prefetch:
+    """`load_mnist` in a background thread, for a caller that has something else to do first.
+
+    `mnist-canvas train` starts it before importing torch (about a second): decompressing and
+    hashing release the GIL, so on a machine with a free core reading and verifying MNIST
+    (0.2-0.3 s) costs no wall time. `result()` waits, then returns the data or raises what
+    `load_mnist` raised; `seconds` is how long the reading took, `waited` how long `result()`
+    waited for it.
+    """
+
+    def __init__(self, data_dir: Path | str, **options: Any) -> None:
+        self.seconds = self.waited = 0.0
+        self._data: Mnist | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._load, args=(data_dir, options),
+                                        name="mnist-prefetch", daemon=True)
+        self._thread.start()
+
+    def _load(self, data_dir: Path | str, options: dict[str, Any]) -> None:
+        started = time.perf_counter()
+        try:
+            self._data = load_mnist(data_dir, **options)
+        except BaseException as exc:  # handed to the caller of result()
+            self._error = exc
+        self.seconds = time.perf_counter() - started
+
+    def result(self) -> Mnist:
+        started = time.perf_counter()
+        self._thread.join()
+        self.waited = time.perf_counter() - started
+        if self._error is not None:
+            raise self._error
+        assert self._data is not None
+        return self._data

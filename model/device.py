@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
-from typing import Literal, get_args
+from typing import TYPE_CHECKING, Literal, get_args
 
-import torch
+if TYPE_CHECKING:  # imported where a device is chosen: the settings and `--help` need no torch
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -17,6 +18,8 @@ def resolve_device(name: str = "auto") -> torch.device:
     """`auto` picks cuda, then mps, then cpu; an explicit device must be available."""
     if name not in DEVICES:
         raise ValueError(f"unknown device {name!r}; choose one of {', '.join(DEVICES)}")
+    import torch
+
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -38,6 +41,8 @@ def set_threads(threads: int) -> None:
     """
     if threads < 0:
         raise ValueError(f"torch threads must be >= 0, got {threads}")
+    import torch
+
     if threads > 0 and torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
         logger.debug("torch threads set to %d", threads)

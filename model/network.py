@@ -10,9 +10,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from model.config import ARCHITECTURES as ARCHITECTURES  # re-exported: written once there
+
 N_PIXELS = 28 * 28
 N_CLASSES = 10
-ARCHITECTURES = ("sequential", "logreg")
 
 
 def get_weights(*dims: int) -> nn.Parameter:
@@ -48,15 +49,22 @@ def build_model(arch: str) -> nn.Module:
     raise ValueError(f"unknown architecture {arch!r}; choose one of {ARCHITECTURES}")
 
 
-def get_linear(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-    """The model's weights as (10, 784) and bias (10,): the one layout checkpoints store."""
+def linear_parameters(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    """The model's own weight and bias parameters, and whether the weight is (10, 784)."""
     if isinstance(model, LogReg):
-        return model.l1_w.detach().t().contiguous(), model.l1_b.detach().clone()
+        return model.l1_w, model.l1_b, False
     if isinstance(model, nn.Sequential):
         linear = model[1]
         assert isinstance(linear, nn.Linear)
-        return linear.weight.detach().clone(), linear.bias.detach().clone()
+        return linear.weight, linear.bias, True
     raise TypeError(f"not a logistic-regression model: {type(model).__name__}")
+
+
+def get_linear(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """The model's weights as (10, 784) and bias (10,): the one layout checkpoints store."""
+    weight, bias, classes_first = linear_parameters(model)
+    weight = weight.detach()
+    return (weight.clone() if classes_first else weight.t().contiguous()), bias.detach().clone()
 
 
 def set_linear(model: nn.Module, weight: torch.Tensor, bias: torch.Tensor) -> None:
@@ -66,14 +74,7 @@ def set_linear(model: nn.Module, weight: torch.Tensor, bias: torch.Tensor) -> No
             f"weights must be ({N_CLASSES}, {N_PIXELS}) and bias ({N_CLASSES},); "
             f"got {tuple(weight.shape)} and {tuple(bias.shape)}"
         )
+    target, target_bias, classes_first = linear_parameters(model)
     with torch.no_grad():
-        if isinstance(model, LogReg):
-            model.l1_w.copy_(weight.t())
-            model.l1_b.copy_(bias)
-        elif isinstance(model, nn.Sequential):
-            linear = model[1]
-            assert isinstance(linear, nn.Linear)
-            linear.weight.copy_(weight)
-            linear.bias.copy_(bias)
-        else:
-            raise TypeError(f"not a logistic-regression model: {type(model).__name__}")
+        target.copy_(weight if classes_first else weight.t())
+        target_bias.copy_(bias)

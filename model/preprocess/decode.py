@@ -12,14 +12,10 @@ from typing import Final
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from model.limits import MAX_IMAGE_PIXELS as MAX_IMAGE_PIXELS  # written once there
 from model.preprocess.errors import PreprocessError
 
 logger = logging.getLogger(__name__)
-
-#: Default limit on width * height, checked from the image header before decoding. 2048x2048
-#: (4.2 megapixels) holds a 280x280 canvas 53 times and a phone photo of a digit, and decodes
-#: in under 0.1 s of CPU whatever the format; 4096x4096 took 0.45 s (lossless WebP).
-MAX_IMAGE_PIXELS: int = 2048 * 2048
 
 
 #: Formats ``decode_image`` accepts; Pillow is told to try no other plugin.

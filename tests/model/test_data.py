@@ -11,7 +11,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model.data import FILES, Mnist, MnistDataError, load_idx, load_mnist, pixel_stats
+from model.data import (
+    FILES,
+    Mnist,
+    MnistDataError,
+    Prefetch,
+    load_idx,
+    load_mnist,
+    pixel_stats,
+)
 
 
 def test_counts_and_split(mnist: Mnist) -> None:
@@ -154,6 +162,21 @@ def test_pixel_stats_equal_the_float64_definition(shape: tuple[int, ...]) -> Non
     images = np.random.default_rng(1).integers(0, 256, size=shape, dtype=np.uint8)
     scaled = images.astype(np.float64) / 255.0
     mean, std = pixel_stats(images)
+    assert pixel_stats(images, rows=2) == (mean, std)  # summed in chunks of images: exact
     assert mean == pytest.approx(float(scaled.mean()), rel=1e-14, abs=1e-15)
     assert std == pytest.approx(float(scaled.std()), rel=1e-12, abs=1e-15)
     assert pixel_stats(images.astype(np.float32)) == pytest.approx((mean, std), rel=1e-6)
+
+
+def test_prefetch_gives_what_load_mnist_gives(data_dir: Path) -> None:
+    prefetch = Prefetch(data_dir, download=False)
+    data, direct = prefetch.result(), load_mnist(data_dir, download=False)
+    assert data.sha256 == direct.sha256
+    assert np.array_equal(data.train_images, direct.train_images)
+    assert prefetch.seconds > 0 and prefetch.waited >= 0
+
+
+def test_prefetch_raises_load_mnists_error_when_asked_for_the_result(tmp_path: Path) -> None:
+    prefetch = Prefetch(tmp_path, download=False)
+    with pytest.raises(MnistDataError, match="missing"):
+        prefetch.result()
