@@ -46,7 +46,7 @@ GRID: Final = 9
 #: and the seeds of our own generator (never the benchmark's 20261201 and 20261202).
 TRAIN_NON_DIGITS: Final = 4000
 HELD_NON_DIGITS: Final = 1000
-REDRAWN_TRAIN: Final = 2000
+REDRAWN_TRAIN: Final = 5000
 REDRAWN_VALID: Final = 1000
 SEEDS: Final = {"train": 11, "held": 12, "redrawn_train": 13, "redrawn_valid": 14}
 
@@ -124,8 +124,8 @@ def fit_detector(predictor: Predictor, data: Mnist, x_train: np.ndarray) -> NonD
     train = data.train_images
     non_digits, _ = non_digit_examples(TRAIN_NON_DIGITS, train, SEEDS["train"])
     redrawn = redrawn_digits(train[:REDRAWN_TRAIN], SEEDS["redrawn_train"])
-    digits = np.concatenate([x_train, predictor.normalise(predictor.model_input(redrawn))])
-    return NonDigitDetector.fit(digits, predictor.normalise(predictor.model_input(non_digits)))
+    return NonDigitDetector.fit(x_train, predictor.normalise(predictor.model_input(non_digits)),
+                                redrawn=predictor.normalise(predictor.model_input(redrawn)))
 
 
 def calibrate(ckpt: Checkpoint, data: Mnist, *, max_rejection: float = MAX_REJECTION,

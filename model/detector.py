@@ -38,25 +38,34 @@ class NonDigitDetector:
     b2: np.ndarray  # (1,)
 
     @classmethod
-    def fit(cls, digits: np.ndarray, non_digits: np.ndarray, *, hidden: int = HIDDEN,
-            epochs: int = EPOCHS, seed: int = 0) -> NonDigitDetector:
-        """Weighted logistic loss (the two classes count alike), Adam, minibatches of BATCH.
+    def fit(cls, digits: np.ndarray, non_digits: np.ndarray, *,
+            redrawn: np.ndarray | None = None, hidden: int = HIDDEN, epochs: int = EPOCHS,
+            seed: int = 0) -> NonDigitDetector:
+        """Weighted logistic loss (digits and non-digits count alike; among the digits,
+        `redrawn` ones, sent through the server's path, as much as all the others), Adam,
+        minibatches of BATCH.
         One torch thread while it trains: the same weights on every machine (a sum split
         over threads rounds differently), so a refit reproduces the stored thresholds."""
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            return cls._fit(digits, non_digits, hidden, epochs, seed)
+            return cls._fit(digits, non_digits, redrawn, hidden, epochs, seed)
         finally:
             torch.set_num_threads(threads)
 
     @classmethod
-    def _fit(cls, digits: np.ndarray, non_digits: np.ndarray, hidden: int, epochs: int,
-             seed: int) -> NonDigitDetector:
+    def _fit(cls, digits: np.ndarray, non_digits: np.ndarray, redrawn: np.ndarray | None,
+             hidden: int, epochs: int, seed: int) -> NonDigitDetector:
         generator = torch.Generator().manual_seed(seed)
-        x = torch.from_numpy(np.concatenate([digits, non_digits]).astype(np.float32))
-        y = torch.cat([torch.zeros(len(digits)), torch.ones(len(non_digits))])
-        weight = torch.where(y > 0, len(digits) / max(len(non_digits), 1), 1.0)
+        extra = redrawn if redrawn is not None else digits[:0]
+        x = torch.from_numpy(np.concatenate([digits, extra, non_digits]).astype(np.float32))
+        y = torch.cat([torch.zeros(len(digits) + len(extra)), torch.ones(len(non_digits))])
+        positives = len(digits) + len(extra)
+        share = 0.5 if len(extra) else 1.0
+        weight = torch.cat([torch.full((len(digits),), share * positives / len(digits)),
+                            torch.full((len(extra),), (1 - share) * positives
+                                       / max(len(extra), 1)),
+                            torch.full((len(non_digits),), positives / max(len(non_digits), 1))])
         first = torch.nn.Linear(x.shape[1], hidden)
         last = torch.nn.Linear(hidden, 1)
         with torch.no_grad():  # a seeded start, whatever torch's global seed

@@ -17,6 +17,7 @@ from typing import Final
 
 import numpy as np
 from PIL import Image, ImageDraw
+from scipy import ndimage
 
 from model.preprocess.errors import PreprocessError
 from model.preprocess.field import ink_to_mnist
@@ -221,17 +222,29 @@ def non_digit_examples(count: int, digits: np.ndarray, seed: int,
 
 
 def redrawn_digits(digits: np.ndarray, seed: int) -> np.ndarray:
-    """Training digits sent through ``ink_to_mnist`` again from a 4x upscale, so the detector
-    sees what the server's path does to a real digit and does not learn its traces as "not a
-    digit" (canvas digits go through it; MNIST's own do not)."""
+    """Digits drawn again as a drawing would reach the server, then sent through
+    ``ink_to_mnist``: upscaled 2x to 5x, turned up to 10 degrees, and either kept grey, cut
+    at mid-grey with a sharp edge, or cut after a thicker or thinner pen (a grey dilation or
+    erosion). The detector learns from them that the server's path is no sign of a
+    non-digit (canvas digits take it; MNIST's own do not), and the thresholds keep them in
+    the same budget as the validation digits."""
     rng = np.random.default_rng(seed)
     out = []
     for digit in digits:
-        size = int(rng.integers(56, 113))
-        big = Image.fromarray(digit.astype(np.float32), "F").resize((size, size),
-                                                                  Image.Resampling.BILINEAR)
+        size = int(rng.integers(56, 141))
+        big = Image.fromarray(digit.astype(np.float32), "F").resize(
+            (size, size), Image.Resampling.BICUBIC).rotate(float(rng.uniform(-10, 10)),
+                                                          resample=Image.Resampling.BILINEAR)
+        ink = np.asarray(big, dtype=np.float32)
+        style = int(rng.integers(4))
+        if style:
+            if style > 1:
+                reach = 1 + int(rng.integers(1, max(2, size // 28)))
+                pen = ndimage.grey_dilation if style == 2 else ndimage.grey_erosion
+                ink = pen(ink, size=(reach, reach))
+            ink = np.clip((ink - 128.0) / 32.0 + 0.5, 0.0, 1.0) * 255.0
         try:
-            out.append(ink_to_mnist(np.asarray(big, dtype=np.float32)))
+            out.append(ink_to_mnist(ink))
         except PreprocessError:
             continue
     return np.stack(out).astype(np.float32)

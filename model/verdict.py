@@ -285,14 +285,16 @@ def one_image_facts(image: np.ndarray) -> tuple[float, float, float, float]:
     height, width = bottom - top, right - left
     coverage = float(image[top:bottom, left:right].sum(dtype=np.float64)) / (height * width) \
         / peak
-    labels, count = ndimage.label(mask, structure=_EIGHT)
+    labels = np.empty(mask.shape, dtype=np.int32)  # given, label() skips choosing a type
+    count = int(ndimage.label(mask, structure=_EIGHT, output=labels))
     second = 0.0
     if count > 1:
         sizes = np.sort(np.bincount(labels.ravel())[1:])
         second = float(sizes[-2]) / float(sizes.sum())
-    padded = np.zeros((mask.shape[0] + 2, mask.shape[1] + 2), dtype=np.int64)
+    padded = np.zeros((mask.shape[0] + 2, mask.shape[1] + 2), dtype=np.uint8)
     padded[1:-1, 1:-1] = mask
-    code = padded[:-1, :-1] + 2 * padded[:-1, 1:] + 4 * padded[1:, :-1] + 8 * padded[1:, 1:]
+    pairs = padded[:, :-1] + 2 * padded[:, 1:]  # a + 2b in each row, then rows below x 4
+    code = pairs[:-1] + 4 * pairs[1:]
     euler = int(_EULER4[code].sum()) / 4.0
     return width / height, coverage, second, max(count - euler, 0.0)
 
@@ -342,7 +344,13 @@ class VerdictModel:
         self._background = np.float32(background)
         self._base = background * matrix.sum(axis=0)
         self._base[:10] += np.asarray(bias, np.float64)
-        self._split = (10, 10 + typ._project_one.shape[1])
+        # The constant terms folded in too: the groups' offsets, the detector's first bias.
+        end = 10 + typ._project_one.shape[1]
+        self._base[10 : end - len(typ.residual)] -= typ._offsets_one
+        if len(parts) == 3:
+            self._base[end:] += self.detector.b1  # type: ignore[union-attr]
+        self._split = (10, end)
+        self._inv_temperature = 1.0 / self.temperature
 
     def judge_one(self, seen: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
         """One (1, 28, 28) model input normalised as (1, 784) `x` -> its (1, 10) probabilities
@@ -359,12 +367,13 @@ class VerdictModel:
         order = np.argsort(logits)
         first, second = int(order[-1]), int(order[-2])
         shifted = logits - logits[first]
-        total = float(np.exp(shifted).sum())
-        probs = (np.exp(shifted) / total).astype(np.float32)[None]
-        calibrated = 1.0 / float(np.exp(shifted / self.temperature).sum())
+        exp = np.exp(shifted)
+        total = float(exp.sum())
+        probs = (exp / total).astype(np.float32)[None]
+        calibrated = 1.0 / float(np.exp(shifted * self._inv_temperature).sum())
         aspect, coverage, second_share, loops = one_image_facts(seen[0])
         components = len(typ.residual)
-        d = product[a : b - components] - typ._offsets_one
+        d = product[a : b - components]  # the offsets are in the base
         d *= d
         nll = product[b - components : b] - d.reshape(components, -1).sum(axis=1) \
             + float(x32 @ x32) * typ._inv_residual + typ._const_one
@@ -373,7 +382,7 @@ class VerdictModel:
                 "atypicality": 0.5 * float(nll.min())}
         if len(self._weight[0]) > b:
             assert self.detector is not None
-            hidden = np.maximum(product[b:] + self.detector.b1, 0.0)
+            hidden = np.maximum(product[b:], 0.0)  # the first bias is in the base
             mine["non_digit"] = float(hidden @ self.detector.w2) + float(self.detector.b2[0])
         return probs, self._verdict(mine, first, second, calibrated)
 
