@@ -138,7 +138,8 @@ def recalibrated(parent: Checkpoint, candidate: Checkpoint, data: Mnist) -> Chec
     verdicts = VerdictModel.from_checkpoint(parent.meta, parent.extra_tensors)
     if verdicts is None:
         return candidate
-    calibrated = calibrate(candidate, data, typicality=verdicts.typicality)
+    calibrated = calibrate(candidate, data, typicality=verdicts.typicality,
+                           detector=verdicts.detector)
     print(f"verdict recalibrated for {calibrated.model_version}")
     return calibrated
 

@@ -41,6 +41,10 @@ class Predictor:
             logger.warning("the stored verdict calibration is for model %s, not %s: ignored; "
                            "run `mnist-canvas calibrate`", stored_for, self.version)
             self.verdicts = None
+        if self.verdicts is not None:
+            self.verdicts.attach_classifier(checkpoint.weight.float().numpy(),
+                                            checkpoint.bias.float().numpy(),
+                                            float(self._normalised[0]))
 
     @classmethod
     def from_path(cls, path: Path | str, *, device: str = "auto") -> Predictor:
@@ -72,6 +76,9 @@ class Predictor:
         """(N, 28, 28) model input -> (N, 10) probabilities and a verdict for each (see
         `model.verdict`): "digit", "unsure" or "not_a_digit" with the numbers behind it."""
         flat = self.normalise(seen)
+        if len(flat) == 1 and self.verdicts is not None:  # the page's one drawing: one product
+            probs, verdict = self.verdicts.judge_one(seen, flat)
+            return probs, [verdict]
         logits = torch.from_numpy(flat).to(self.device) @ self.weight.T + self.bias
         probs = torch.softmax(logits, dim=1).cpu().numpy()
         if self.verdicts is None:

@@ -42,13 +42,15 @@ def test_most_non_digits_are_rejected(shipped: Predictor, mnist: Mnist) -> None:
     verdicts = np.array(verdicts_of(shipped, samples))
     kinds = np.array([s.kind for s in samples])
     rejected = {k: float((verdicts[kinds == k] == "not_a_digit").mean()) for k in KINDS}
-    assert float((verdicts == "not_a_digit").mean()) >= 0.5, rejected
-    assert rejected["pair"] >= 0.9, rejected
-    assert all(rejected[k] >= 0.3 for k in ("shape", "stroke", "scribble", "speck")), rejected
+    assert float((verdicts == "not_a_digit").mean()) >= 0.75, rejected
+    assert rejected["pair"] >= 0.9 and rejected["letter"] >= 0.6, rejected
+    assert all(rejected[k] >= 0.5 for k in ("shape", "stroke", "scribble", "speck")), rejected
 
 
 def test_drawn_digits_are_rarely_rejected(shipped: Predictor, mnist: Mnist) -> None:
-    samples = list(drawn_digits(30, mnist.valid_images, mnist.valid_labels))
+    # The benchmark's whole set of 1,400: the goal is on it. Its first 210 (30 per condition)
+    # alone are 2.9% rejected (6 drawings), a sample too small for a 2% line.
+    samples = list(drawn_digits(200, mnist.valid_images, mnist.valid_labels))
     verdicts = np.array(verdicts_of(shipped, samples))
     assert float((verdicts == "not_a_digit").mean()) <= 0.02
 
