@@ -10,8 +10,12 @@ report only: nothing is chosen on it.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+from collections.abc import Iterable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
@@ -26,7 +30,7 @@ from model.calibration import (
     softmax,
     sure_above,
 )
-from model.checkpoint import Checkpoint
+from model.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from model.data import Mnist
 from model.detector import NonDigitDetector
 from model.inference import Predictor
@@ -49,6 +53,10 @@ HELD_NON_DIGITS: Final = 1000
 REDRAWN_TRAIN: Final = 5000
 REDRAWN_VALID: Final = 1000
 SEEDS: Final = {"train": 11, "held": 12, "redrawn_train": 13, "redrawn_valid": 14}
+
+#: How the models of the inputs (typicality, detector) are fitted. Change it whenever their
+#: fitting changes: a stored pair is reused only under the same recipe (``inputs_key``).
+INPUT_MODELS_RECIPE: Final = "typicality: top-10 PPCA per class; detector: 784-64-1 MLP"
 
 #: Rejected validation digits kept as examples for the model page.
 EXAMPLES: Final = 8
@@ -126,6 +134,39 @@ def fit_detector(predictor: Predictor, data: Mnist, x_train: np.ndarray) -> NonD
     redrawn = redrawn_digits(train[:REDRAWN_TRAIN], SEEDS["redrawn_train"])
     return NonDigitDetector.fit(x_train, predictor.normalise(predictor.model_input(non_digits)),
                                 redrawn=predictor.normalise(predictor.model_input(redrawn)))
+
+
+def inputs_key(ckpt: Checkpoint, data: Mnist) -> str:
+    """What the typicality model and the detector depend on, as one id: the training digits,
+    the checkpoint's input transforms, mean and std, and how they are fitted. Not the weights:
+    two checkpoints with the same key would fit the very same two models."""
+    spec = {"data_sha256": data.sha256, "train_size": len(data.train_images),
+            # to 9 digits, float32's precision: the inputs are float32, and the shipped
+            # model's statistics (float64 sums) differ from today's exact integer sums in the
+            # 17th digit
+            "transforms": list(ckpt.transforms), "mean": f"{ckpt.mean:.9g}",
+            "std": f"{ckpt.std:.9g}", "recipe": INPUT_MODELS_RECIPE, "seeds": SEEDS,
+            "train_non_digits": TRAIN_NON_DIGITS, "redrawn_train": REDRAWN_TRAIN}
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def stored_input_models(paths: Iterable[Path], ckpt: Checkpoint, data: Mnist
+                        ) -> tuple[TypicalityModel, NonDigitDetector, Path] | None:
+    """The typicality model and detector stored in the first of `paths` whose calibration was
+    fitted for the same inputs as `ckpt` (the same ``inputs_key``), and that path; else None.
+    A missing or unreadable file is passed over."""
+    key = inputs_key(ckpt, data)
+    for path in paths:
+        try:
+            reference = load_checkpoint(path)
+        except (CheckpointError, OSError):
+            continue
+        if reference.meta.get("verdict", {}).get("inputs_key") != key:
+            continue
+        verdicts = VerdictModel.from_checkpoint(reference.meta, reference.extra_tensors)
+        if verdicts is not None and verdicts.detector is not None:
+            return verdicts.typicality, verdicts.detector, path
+    return None
 
 
 def calibrate(ckpt: Checkpoint, data: Mnist, *, max_rejection: float = MAX_REJECTION,
@@ -221,6 +262,7 @@ def calibrate(ckpt: Checkpoint, data: Mnist, *, max_rejection: float = MAX_REJEC
         },
         "risk_coverage": risk_coverage(after.max(axis=1), right),
         "rejected_examples": examples,
+        "inputs_key": inputs_key(ckpt, data),
         "fitted_on": {"typicality": "train", "detector": "train and generated non-digits",
                       "thresholds": "valid (and generated non-digits for the detector's "
                                     "share)", "temperature": "valid"},

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from model.checkpoint import load_checkpoint
+from tests.conftest import SHIPPED_MODEL
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -32,7 +33,11 @@ def test_train_then_evaluate(data_dir: Path, tmp_path: Path) -> None:
     assert lines[0].split() == ["epoch", "trn_loss", "val_loss", "accuracy"]
     assert lines[1].split()[0] == "0" and lines[2].split()[0] == "1"
     assert "confusion matrix" in run.stdout and "saved" in run.stdout
+    # Other weights, the same inputs: the shipped model's models of the inputs are reused, and
+    # the verdict is fitted for these weights.
+    assert f"the models of the inputs stored in {SHIPPED_MODEL} are reused" in run.stdout
     ckpt = load_checkpoint(out)
+    assert ckpt.meta["verdict"]["model_version"] == ckpt.model_version
     assert ckpt.arch == "logreg" and ckpt.meta["config"]["momentum"] == 0.9
     report = cli("evaluate", "--model", str(out), "--data-dir", str(data_dir), "--no-download")
     assert report.returncode == 0, report.stderr

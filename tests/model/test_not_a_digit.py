@@ -90,3 +90,8 @@ def test_calibrate_cli_keeps_the_weights_and_refits_the_same(tmp_path: Path,
     assert after.meta["verdict"]["thresholds"] == pytest.approx(
         before.meta["verdict"]["thresholds"], rel=1e-5)
     assert after.meta["verdict"]["temperature"] == before.meta["verdict"]["temperature"]
+    # The models of the inputs that `train` reuses from the shipped file are what the recipe
+    # fits today, under the key that file stores.
+    assert after.meta["verdict"]["inputs_key"] == before.meta["verdict"]["inputs_key"]
+    for name, tensor in before.extra_tensors.items():
+        assert np.allclose(after.extra_tensors[name].numpy(), tensor.numpy(), atol=1e-6), name
