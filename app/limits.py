@@ -5,9 +5,11 @@ The guarantees that trusted inference servers make (TorchServe's `job_queue_size
 
 - `check_pixel_budget`: the decoded pixels of a whole request, read from the image headers
   before anything is decoded, against MNIST_CANVAS_MAX_REQUEST_PIXELS (413 past it).
-- `WorkLimiter`: CPU-heavy work runs in a thread, at most `slots` at once (default: the cores
-  this process may use); a request waits for a slot at most `queue_wait_s`, behind at most
-  `max_queue` others, and is answered 503 with Retry-After past either.
+- `WorkLimiter`: CPU-heavy work runs in a thread, at most `slots` at once (default one: the
+  decoding holds the GIL, so more threads add no speed but take the event loop's turns at it;
+  0 sizes it by the cores this process may use); a request waits for a slot at most
+  `queue_wait_s`, behind at most `max_queue` others, and is answered 503 with Retry-After past
+  either.
 - `Work`: a request's deadline (MNIST_CANVAS_REQUEST_TIMEOUT_S, 504 past it) and whether its
   client is still connected; a batch checks it between items and stops when either fails.
 - `RequestDeadline`: ASGI middleware that starts the deadline when the request arrives and

@@ -7,6 +7,11 @@ For each it reports the answers' status codes, the server's CPU seconds used (us
 from /proc), the worst /healthz latency seen by a poller that asks every 20 ms during the
 attack, and the peak resident memory the attack added (VmHWM minus VmRSS at ready).
 
+The attack's clients run in a child process at a lower CPU priority (--attacker-nice, default
+10), the poller alone in this one: on a real deployment the attacker's CPU is not the server's,
+and with both on one small machine 64 client threads would otherwise take the cores (and, in
+one process, the poller's own GIL) from what is measured. The server runs at normal priority.
+
 Attacks:
 
 * idle:        no attack for 3 s: the poller's baseline on this machine at this moment
@@ -39,6 +44,7 @@ import base64
 import http.client
 import io
 import json
+import multiprocessing
 import os
 import socket
 import subprocess
@@ -294,14 +300,46 @@ def attacks(args: argparse.Namespace) -> dict[str, Callable[[int], list[Answer]]
 # --------------------------------------------------------------------------- measuring
 
 
-def measure(repo: Path, name: str, attack: Callable[[int], list[Answer]]) -> dict[str, Any]:
+class Attacker:
+    """attack(port) in a child process at CPU priority `nice`, forked before the poller's
+    thread starts (a fork copies no thread) and started by `go`."""
+
+    def __init__(self, attack: Callable[[int], list[Answer]], port: int, nice: int) -> None:
+        context = multiprocessing.get_context("fork")
+        self.start_event = context.Event()
+        self.receiver, sender = context.Pipe(duplex=False)
+
+        def child() -> None:
+            os.nice(nice)
+            self.start_event.wait()
+            sender.send([(status, b"") for status, _ in attack(port)])
+
+        self.process = context.Process(target=child, daemon=True)
+        self.process.start()
+        sender.close()
+
+    def go(self) -> list[Answer]:
+        self.start_event.set()
+        try:
+            answers: list[Answer] = self.receiver.recv()
+        except EOFError as exc:
+            raise RuntimeError(f"the attacker process exited with {self.process.exitcode}"
+                               ) from exc
+        finally:
+            self.process.join()
+        return answers
+
+
+def measure(repo: Path, name: str, attack: Callable[[int], list[Answer]],
+            attacker_nice: int = 0) -> dict[str, Any]:
     target = Target(repo, bench_env())
     try:
+        attacker = Attacker(attack, target.port, attacker_nice) if attacker_nice > 0 else None
         poller = HealthPoller(target.port)
         cpu_before = target.cpu()
         poller.start()
         started = time.perf_counter()
-        answers = attack(target.port)
+        answers = attacker.go() if attacker else attack(target.port)
         seconds = time.perf_counter() - started
         poller.halt.set()
         poller.join()
@@ -360,6 +398,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seconds slowloris and slow-body keep their connections")
     parser.add_argument("--linger", type=float, default=8.0,
                         help="seconds after a disconnect during which CPU is still counted")
+    parser.add_argument("--attacker-nice", type=int, default=10,
+                        help="CPU niceness of the attacking clients' process (0: attack from "
+                             "the poller's process, as before)")
     parser.add_argument("--json", default="", help="also write the results here")
     return parser
 
@@ -372,10 +413,11 @@ def main(argv: list[str] | None = None) -> int:
     load_start = os.getloadavg()[0]
     rows = []
     for name, attack in chosen.items():
-        rows.append(measure(args.repo.resolve(), name, attack))
+        rows.append(measure(args.repo.resolve(), name, attack, args.attacker_nice))
         print(format_table(rows[-1:]).splitlines()[-1], flush=True)
     met = goals(rows)
     result = {"machine": machine_info(), "loadavg_1m_start": load_start,
+              "attacker_nice": args.attacker_nice,
               "loadavg_1m_end": os.getloadavg()[0], "repo": str(args.repo), "attacks": rows,
               "goals": met, "ok": all(met.values())}
     print(format_table(rows))
