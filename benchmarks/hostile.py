@@ -28,6 +28,11 @@ Attacks:
 * slow-body:   20 clients that declare a 1 MB body and send a byte every 0.5 s
 * cross-site:  POST /v2/.../infer as text/plain (what a hostile page can send cross-site)
 * v2-1000:     two clients at once, each a v2 infer of 1,000 [784] tensors (4 MB of JSON)
+* json-16:     16 clients at once, each a batch of 1,000 28x28 pixel images as nested rows
+               (5 MB of JSON that the exact, per-image path reads)
+* json-junk:   16 clients at once, each one /api/predict of 784 pixels and 7 MB of numbers
+               that are not read (parsing the body is the cost)
+* list-bomb:   one /api/predict/batch of 7.6 MB of empty arrays: 2.6 million lists to build
 * canvas-1000: a legitimate batch of 1,000 280x280 canvas PNGs, for scale
 
 Run from the repository root (about 3 minutes on an idle 2-core machine):
@@ -269,6 +274,8 @@ def attacks(args: argparse.Namespace) -> dict[str, Callable[[int], list[Answer]]
                                       "data": [0.0] * 784}]}).encode()
     v2_big = json.dumps({"inputs": [{"name": "input", "datatype": "FP32", "shape": [1000, 784],
                                      "data": [0.5] * 784_000}]}).encode()
+    junk = json.dumps({"pixels": [0] * 784, "junk": [0.5] * 1_600_000}).encode()
+    nested = json.dumps({"pixels": [[[254.5] * 28] * 28] * 1000}).encode()
     return {
         "idle": lambda p: idle(3.0),
         "bomb": lambda p: [post(p, "/api/predict", bomb, "image/webp")],
@@ -292,6 +299,10 @@ def attacks(args: argparse.Namespace) -> dict[str, Callable[[int], list[Answer]]
                                       "text/plain")],
         "v2-1000": lambda p: at_once(2, lambda: [post(p, "/v2/models/mnist-logreg/infer",
                                                       v2_big)]),
+        "json-16": lambda p: at_once(16, lambda: [post(p, "/api/predict/batch", nested)]),
+        "json-junk": lambda p: at_once(16, lambda: [post(p, "/api/predict", junk)]),
+        "list-bomb": lambda p: [post(p, "/api/predict/batch",
+                                     b'{"pixels": [' + b"[]," * 2_650_000 + b"[]]}")],
         "canvas-1000": lambda p: [post(p, "/api/predict/batch",
                                        batch_body(canvas_png(), 1000, "image/png"))],
     }

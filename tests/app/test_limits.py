@@ -16,3 +16,27 @@ def test_heavy_work_gets_one_slot_by_default() -> None:
 def test_zero_slots_means_one_per_usable_core() -> None:
     assert limiter_for(Settings(max_concurrent_work=0)).slots == usable_cores() >= 1
     assert limiter_for(Settings(max_concurrent_work=3)).slots == 3
+
+
+def test_json_counts_fit_the_largest_batch_and_refuse_a_list_bomb() -> None:
+    import json
+
+    import pytest
+
+    from app.inputs import InputError
+    from app.limits import check_json_counts
+
+    # The largest batch in every form the API reads passes ...
+    for body in ({"pixels": [[0] * 784] * 1000}, {"pixels": [[[0] * 28] * 28] * 1000},
+                 {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1000, 784],
+                              "data": [0.5] * 784_000}]},
+                 {"images": ["data:image/png;base64,iVBORw0KGgo="] * 1000}):
+        check_json_counts(json.dumps(body).encode(), max_batch=1000)
+    # ... while 2.3 MB of empty arrays (orjson: 0.25 s building 816,000 lists) and more
+    # numbers than 1,000 images hold are refused before parsing.
+    for bomb in (b"[" + b"[]," * 816_000 + b"[]]", b"[" + b"0," * 900_000 + b"0]"):
+        with pytest.raises(InputError) as info:
+            check_json_counts(bomb, max_batch=1000)
+        assert info.value.status == 413 and "send fewer values" in str(info.value)
+    # Binary data after the JSON part is not counted.
+    check_json_counts(b'{"a": 1}' + b"[" * 100_000, max_batch=1000, end=8)
