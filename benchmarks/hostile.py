@@ -5,7 +5,9 @@ Each attack runs against a fresh `mnist-canvas serve` (one worker, shipped model
 --repo (default: this checkout; point it at a checkout of an older commit to measure "before").
 For each it reports the answers' status codes, the server's CPU seconds used (user + system,
 from /proc), the worst /healthz latency seen by a poller that asks every 20 ms during the
-attack, and the peak resident memory the attack added (VmHWM minus VmRSS at ready).
+attack, the peak resident memory the attack added (VmHWM minus VmRSS at ready), and the
+server's own view: the bucket of its worst event-loop lag (`mnist_canvas_event_loop_lag_seconds`
+on /metrics, sampled every 0.1 s), which no client-side noise enters.
 
 The attack's clients run in a child process at a lower CPU priority (--attacker-nice, default
 10), the poller alone in this one: on a real deployment the attacker's CPU is not the server's,
@@ -66,6 +68,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from PIL import Image, ImageDraw
+from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.environment import REPO, bench_env, machine_info
 from benchmarks.reporting import finish
@@ -144,6 +147,19 @@ class Target:
 
     def cpu(self) -> float:
         return cpu_seconds([self.process.pid])
+
+    def loop_lag_buckets(self) -> dict[float, float]:
+        """The server's event-loop lag histogram: {upper bound in s: samples at most that}."""
+        try:
+            status, body = http_get(self.port, "/metrics", timeout=10)
+        except OSError:
+            return {}
+        if status != 200:
+            return {}
+        return {float(sample.labels["le"]): sample.value
+                for family in text_string_to_metric_families(body.decode())
+                for sample in family.samples
+                if sample.name == "mnist_canvas_event_loop_lag_seconds_bucket"}
 
     def stop(self) -> None:
         stop_process(self.process, timeout=30)
@@ -348,6 +364,7 @@ def measure(repo: Path, name: str, attack: Callable[[int], list[Answer]],
         attacker = Attacker(attack, target.port, attacker_nice) if attacker_nice > 0 else None
         poller = HealthPoller(target.port)
         cpu_before = target.cpu()
+        lag_before = target.loop_lag_buckets()
         poller.start()
         started = time.perf_counter()
         answers = attacker.go() if attacker else attack(target.port)
@@ -355,6 +372,7 @@ def measure(repo: Path, name: str, attack: Callable[[int], list[Answer]],
         poller.halt.set()
         poller.join()
         cpu = target.cpu() - cpu_before
+        lag_after = target.loop_lag_buckets()
         peak_added = (target.status_kib("VmHWM") - target.rss_at_ready) / 1024
         alive = target.process.poll() is None
     finally:
@@ -365,7 +383,19 @@ def measure(repo: Path, name: str, attack: Callable[[int], list[Answer]],
         "server_cpu_s": round(cpu, 2), "healthz_worst_ms": round(poller.worst * 1000, 1),
         "healthz_polls": poller.count, "healthz_failures": poller.failures,
         "peak_rss_added_mb": round(peak_added, 1), "server_alive": alive,
+        "loop_lag_worst_le_ms": worst_lag_bound(lag_before, lag_after),
     }
+
+
+def worst_lag_bound(before: dict[float, float], after: dict[float, float]) -> float | None:
+    """The smallest histogram bound (ms) that every lag sampled between the scrapes stays under
+    (None: no samples, or a server without the metric)."""
+    during = {le: after[le] - before.get(le, 0.0) for le in after}
+    total = during.get(float("inf"), 0.0)
+    if not total:
+        return None
+    bound = min(le for le, n in during.items() if n >= total)
+    return bound * 1000 if bound != float("inf") else float("inf")
 
 
 def goals(rows: list[dict[str, Any]]) -> dict[str, bool]:
@@ -391,12 +421,14 @@ def goals(rows: list[dict[str, Any]]) -> dict[str, bool]:
 
 def format_table(rows: list[dict[str, Any]]) -> str:
     lines = [f"{'attack':<12} {'answers (status: count)':<28} {'CPU s':>7} {'healthz max ms':>15} "
-             f"{'+peak RSS MB':>13}"]
+             f"{'+peak RSS MB':>13} {'loop lag ms <=':>14}"]
     for r in rows:
         answers = ", ".join(f"{k}: {v}" for k, v in r["statuses"].items()) or "-"
         fails = f" ({r['healthz_failures']} failed)" if r["healthz_failures"] else ""
+        lag = r.get("loop_lag_worst_le_ms")
         lines.append(f"{r['attack']:<12} {answers:<28} {r['server_cpu_s']:>7.2f} "
-                     f"{r['healthz_worst_ms']:>15.1f}{fails} {r['peak_rss_added_mb']:>13.1f}")
+                     f"{r['healthz_worst_ms']:>15.1f}{fails} {r['peak_rss_added_mb']:>13.1f} "
+                     f"{'-' if lag is None else f'{lag:g}':>14}")
     return "\n".join(lines)
 
 

@@ -274,6 +274,7 @@ def answer_light_batch(predictor: Predictor, body: bytes, settings: Settings, wo
     """Parse and budget the batch (8 MB of JSON is tens of ms: in a thread, as this is); answer
     it at once if it is light (LIGHT_COST) or this thread holds a worker slot already, or
     return it to wait for one."""
+    check_json_counts(body, settings.max_batch)  # 8 ms for 5 MB: here, off the event loop
     fast = pixel_batch(body, settings.max_batch)  # raw pixels, checked as one array (batchjson)
     if fast is not None:  # a matrix product: light whatever its size
         seen, probs, verdicts = run_model(predictor, fast[0])
@@ -310,7 +311,6 @@ async def predict_batch(
         # Reading a large body is heavy work of its own (orjson holds the GIL throughout): it
         # takes a worker slot, and the batch is answered in it. A small body is read in a
         # thread hop, and answered there if light; a heavy one comes back to wait for a slot.
-        check_json_counts(body, settings.max_batch)
         cost = json_cost(len(body))
         outcome = await serving.limiter.run(work, answer_light_batch, predictor, body, settings,
                                             work, cost > LIGHT_COST, cost=cost)

@@ -195,6 +195,7 @@ def infer_sync(predictor: Predictor, raw: bytes, header_length: str | None,
                max_batch: int) -> tuple[dict[str, Any], list[bytes], np.ndarray]:
     """The answer's JSON, the bytes of its binary outputs (in order) and the digits. The body
     is split and its JSON parsed here, in the worker thread: a 1,000-image body is 4 MB."""
+    check_json_counts(raw, max_batch, json_length(len(raw), header_length))  # before parsing
     try:
         header, binary = split_body(raw, header_length)
         payload = parse_json(header)
@@ -253,7 +254,6 @@ async def infer(name: str, request: Request, serving: ServingDep) -> Response:
                         f"{HEADER}).", 415)
     raw = await request.body()
     max_batch = serving.settings.max_batch
-    check_json_counts(raw, max_batch, json_length(len(raw), header_length))  # before parsing
     work = serving.work(request)
     async with watch_client(request, work):
         # Reading JSON numbers costs about what decoding two pixels per byte does (4 MB for
