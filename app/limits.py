@@ -195,14 +195,14 @@ class WorkLimiter:
             self.waiting -= 1
 
 
-def check_json_counts(body: bytes, max_batch: int, end: int | None = None) -> None:
+def check_json_counts(body: bytes, max_batch: int, end: int | None = None) -> int:
     """Refuse (413) a JSON body that holds more values, or more arrays and objects, than a batch
     of `max_batch` images as 28 rows of 28 numbers does, before it is parsed.
 
     The counts are upper bounds read with bytes.count (2 ms each for 5 MB): every value but
     the first follows a comma, every key a colon, every array or object opens with its bracket
     (a string holding these only makes the count larger; base64 holds none). `end`: where
-    the JSON ends, when binary data follows it.
+    the JSON ends, when binary data follows it. Returns the count of arrays and objects.
     """
     end = len(body) if end is None else end  # the JSON part of the body ends here
     containers = body.count(b"[", 0, end) + body.count(b"{", 0, end)
@@ -215,6 +215,7 @@ def check_json_counts(body: bytes, max_batch: int, end: int | None = None) -> No
             f"at most {max_values:,} values in {max_containers:,} arrays and objects are read "
             f"(a batch of {max_batch:,} images of 28 rows of 28 numbers): send fewer values.",
             413, "too_many_values")
+    return containers
 
 
 async def parse_json_body(limiter: WorkLimiter, work: Work, body: bytes,
