@@ -5,11 +5,17 @@ The guarantees that trusted inference servers make (TorchServe's `job_queue_size
 
 - `check_pixel_budget`: the decoded pixels of a whole request, read from the image headers
   before anything is decoded, against MNIST_CANVAS_MAX_REQUEST_PIXELS (413 past it).
-- `WorkLimiter`: CPU-heavy work runs in a thread, at most `slots` at once (default: the cores
-  this process may use); a request waits for a slot at most `queue_wait_s`, behind at most
-  `max_queue` others, and is answered 503 with Retry-After past either.
+- `WorkLimiter`: CPU-heavy work runs in a thread, at most `slots` at once (default one: the
+  decoding holds the GIL, so more threads add no speed but take the event loop's turns at it;
+  0 sizes it by the cores this process may use); a request waits for a slot at most
+  `queue_wait_s`, behind at most `max_queue` others, and is answered 503 with Retry-After past
+  either.
 - `Work`: a request's deadline (MNIST_CANVAS_REQUEST_TIMEOUT_S, 504 past it) and whether its
   client is still connected; a batch checks it between items and stops when either fails.
+- `parse_json_body`: a small JSON body is read on the event loop, a large one in a worker thread
+  (a slot past LIGHT_COST): orjson holds the GIL for the whole of a body, 50 ms for 8 MB.
+  `check_json_counts` first refuses (413) a body with more values, arrays or objects than the
+  largest batch holds: 8 MB of `[],` made orjson build 2.8 million lists in 1.2 s.
 - `RequestDeadline`: ASGI middleware that starts the deadline when the request arrives and
   holds the body's arrival to it (408), so a client that trickles a body cannot hold a request.
 """
@@ -25,13 +31,14 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from anyio import to_thread
 from fastapi import HTTPException, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.inputs import InputError
+from app.jsonio import parse_json
 from app.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -43,6 +50,16 @@ RETRY_AFTER_S = 1
 #: taking a slot: about ten 280x280 canvases, 10 ms. Cheap requests never queue behind heavy
 #: ones, and a flood of them costs what it would inline on the event loop.
 LIGHT_COST = 10 * 280 * 280
+#: JSON bodies up to this size are parsed on the event loop: a canvas's data URL (10-40 KB)
+#: takes tens of microseconds, less than a thread hop.
+INLINE_JSON_BYTES = 64 * 1024
+FIELD_ROWS = 28  # an MNIST image: 28 rows of 28 pixels
+
+
+def json_cost(size: int) -> int:
+    """What parsing `size` bytes of JSON costs in the limiter's units (decoded pixels): about
+    two pixels a byte (orjson: 4 MB of numbers in about 45 ms, the GIL held throughout)."""
+    return 2 * size
 
 
 def usable_cores() -> int:
@@ -176,6 +193,47 @@ class WorkLimiter:
                        f"Retry in {RETRY_AFTER_S} s.") from None
         finally:
             self.waiting -= 1
+
+
+def check_json_counts(body: bytes, max_batch: int, end: int | None = None) -> int:
+    """Refuse (413) a JSON body that holds more values, or more arrays and objects, than a batch
+    of `max_batch` images as 28 rows of 28 numbers does, before it is parsed.
+
+    The counts are upper bounds read with bytes.count (2 ms each for 5 MB): every value but
+    the first follows a comma, every key a colon, every array or object opens with its bracket
+    (a string holding these only makes the count larger; base64 holds none). `end`: where
+    the JSON ends, when binary data follows it. Returns the count of arrays and objects.
+    """
+    end = len(body) if end is None else end  # the JSON part of the body ends here
+    containers = body.count(b"[", 0, end) + body.count(b"{", 0, end)
+    values = body.count(b",", 0, end) + body.count(b":", 0, end) + 1
+    max_containers = max_batch * (FIELD_ROWS + 1) + 64
+    max_values = max_batch * FIELD_ROWS * (FIELD_ROWS + 1) + 4096
+    if containers > max_containers or values > max_values:
+        raise InputError(
+            f"The JSON body holds up to {values:,} values in {containers:,} arrays and objects; "
+            f"at most {max_values:,} values in {max_containers:,} arrays and objects are read "
+            f"(a batch of {max_batch:,} images of 28 rows of 28 numbers): send fewer values.",
+            413, "too_many_values")
+    return containers
+
+
+async def parse_json_body(limiter: WorkLimiter, work: Work, body: bytes,
+                          max_batch: int) -> Any:
+    """The JSON value of a request body (a 400 sentence if it is not JSON), parsed on the event
+    loop when small and in a worker thread otherwise, taking a slot when large: a C parser
+    never lets go of the GIL, so 16 bodies of 8 MB parsed at once would hold the loop for
+    most of a second."""
+    if len(body) <= INLINE_JSON_BYTES:
+        return parse_json(body)
+    return await limiter.run(work, parse_counted_json, body, max_batch,
+                             cost=json_cost(len(body)))
+
+
+def parse_counted_json(body: bytes, max_batch: int) -> Any:
+    """check_json_counts, then parse_json: in a worker thread (counting 5 MB takes 8 ms)."""
+    check_json_counts(body, max_batch)
+    return parse_json(body)
 
 
 @asynccontextmanager

@@ -88,10 +88,15 @@ class Settings(BaseSettings):
     max_request_pixels: int = Field(
         100_000_000, ge=1, description="decoded pixels in all the images of one request"
     )
+    # One: decoding holds the GIL, so a second thread decodes no faster and halves the event
+    # loop's share of it (README, "Hostile traffic"); more cores: more worker processes.
     max_concurrent_work: int = Field(
-        0, ge=0, description="requests decoding or predicting at once; 0: the usable cores"
+        1, ge=0, description="requests decoding or predicting at once; 0: the usable cores"
     )
     queue_wait_s: float = Field(1.0, ge=0, description="longest wait for a free worker, then 503")
+    loop_lag_interval_s: float = Field(
+        0.1, ge=0, description="how often the event loop's lag is sampled for /metrics; 0: never"
+    )
     max_queue: int = Field(16, ge=0, description="requests waiting for a worker, then 503")
     request_timeout_s: float = Field(
         5.0, gt=0, description="deadline of one request, body included (504 past it)"

@@ -37,8 +37,9 @@ from app.feedback_schemas import (
     FeedbackPage,
     FeedbackStats,
 )
-from app.inputs import InputError, image_from_bytes, single_from_json
-from app.jsonio import json_response, parse_json
+from app.inputs import InputError, image_from_bytes, image_pixels, single_from_json
+from app.jsonio import json_response
+from app.limits import parse_json_body
 from app.ratelimit import RateLimiter
 from app.schemas import ErrorBody
 from app.settings import Settings
@@ -173,7 +174,11 @@ async def create_feedback(request: Request, serving: ServingDep,
     if ctype != "application/json" and not ctype.endswith("+json"):
         raise InputError(f"Unsupported Content-Type {ctype or '(none)'!r}: send application/json.",
                          415, "unsupported_media")
-    payload = parse_json(await request.body())
+    work = serving.work(request)
+    # A large body is parsed, and a large image decoded, in the worker limiter's slot
+    # (app/limits.py): never on the event loop, never more at once than /api/predict allows.
+    payload = await parse_json_body(serving.limiter, work, await request.body(),
+                                    settings.max_batch)
     if not isinstance(payload, dict):
         raise InputError("The JSON body must be an object with 'label' and 'image' or 'pixels'.",
                          422, "bad_json_shape")
@@ -189,8 +194,9 @@ async def create_feedback(request: Request, serving: ServingDep,
     model_version = text_field(payload, "model_version")
     kind, value = single_from_json(payload, settings.max_body_bytes)
     canvas = shared_canvas(payload, kind, value)
-    digit = (await run_in_threadpool(image_from_bytes, value, settings.max_image_pixels)
-             if kind == "image" else value)
+    digit = (await serving.limiter.run(
+        work, image_from_bytes, value, settings.max_image_pixels,
+        cost=image_pixels(value, settings.max_image_pixels)) if kind == "image" else value)
     image = np.clip(np.rint(digit), 0, 255).astype(np.uint8)
     if not image.any():
         raise InputError("The drawing is empty: draw a digit before correcting it.", 422,

@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse, Response
 from app.deps import ServiceDep, ServingDep
 from app.inputs import InputError
 from app.jsonio import json_response, parse_json
-from app.limits import watch_client
+from app.limits import check_json_counts, watch_client
 from app.metrics import timed
 from app.schemas import (
     V2Error,
@@ -195,6 +195,7 @@ def infer_sync(predictor: Predictor, raw: bytes, header_length: str | None,
                max_batch: int) -> tuple[dict[str, Any], list[bytes], np.ndarray]:
     """The answer's JSON, the bytes of its binary outputs (in order) and the digits. The body
     is split and its JSON parsed here, in the worker thread: a 1,000-image body is 4 MB."""
+    check_json_counts(raw, max_batch, json_length(len(raw), header_length))  # before parsing
     try:
         header, binary = split_body(raw, header_length)
         payload = parse_json(header)
@@ -270,6 +271,11 @@ async def infer(name: str, request: Request, serving: ServingDep) -> Response:
 
 def infer_cost(size: int, header_length: str | None) -> int:
     """What a body costs to read, in the limiter's units (decoded pixels)."""
-    text = (header_length or "").strip()
-    json_bytes = min(int(text), size) if text.isascii() and text.isdigit() else size
+    json_bytes = json_length(size, header_length)
     return 2 * json_bytes + (size - json_bytes) // 4
+
+
+def json_length(size: int, header_length: str | None) -> int:
+    """The bytes of a body's JSON part: all of it, or the binary extension's header."""
+    text = (header_length or "").strip()
+    return min(int(text), size) if text.isascii() and text.isdigit() else size

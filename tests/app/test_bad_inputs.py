@@ -348,14 +348,16 @@ BAD: list[Bad] = [
     Bad("data-url-without-comma", "POST", P, lambda: as_json({"image": "data:image/png;base64"}),
         422, "not a valid data URL"),
     # Absurd JSON.
-    Bad("deeply-nested-json", "POST", P, lambda: deep(100_000, inside_pixels=False), 400,
-        "nested too deeply"),
-    Bad("deeply-nested-pixels", "POST", P, lambda: deep(100_000, inside_pixels=True), 400,
-        "nested too deeply"),
-    Bad("unclosed-brackets", "POST", P, lambda: raw(b"[" * 100_000, "application/json"), 400,
-        "JSON"),
-    Bad("five-megabyte-pixel-list", "POST", P, five_megabytes_of_pixels, 422,
-        "has 1300000 entries"),
+    # Bodies over 64 KiB with more arrays or values than a batch of 1,000 images holds are
+    # refused before any parsing (app/limits.py check_json_counts: parsers hold the GIL).
+    Bad("deeply-nested-json", "POST", P, lambda: deep(100_000, inside_pixels=False), 413,
+        "in 100,000 arrays and objects"),
+    Bad("deeply-nested-pixels", "POST", P, lambda: deep(100_000, inside_pixels=True), 413,
+        "in 100,001 arrays and objects"),
+    Bad("unclosed-brackets", "POST", P, lambda: raw(b"[" * 100_000, "application/json"), 413,
+        "send fewer values"),
+    Bad("five-megabyte-pixel-list", "POST", P, five_megabytes_of_pixels, 413,
+        "holds up to 1,300,001 values"),
     # Limits (the "small" app: 64 KiB bodies, batches of 5).
     Bad("batch-over-maximum", "POST", B,
         lambda: as_json({"pixels": [[0] * 784] * (SMALL_BATCH + 1)}), 413,

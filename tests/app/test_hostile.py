@@ -248,6 +248,24 @@ def test_a_full_server_answers_503_with_retry_after(tight: LiveServer) -> None:
     assert status == 200
 
 
+def test_a_large_json_body_is_parsed_in_the_worker_slot(tight: LiveServer) -> None:
+    # Parsers hold the GIL for a whole body, so a large one is heavy work: while a batch holds
+    # the only slot, a 1.2 MB prediction (784 pixels and 600,000 numbers it never reads) is
+    # told 503 like a large image, where a small one is answered on the spot.
+    large = json.dumps({"pixels": [0] * 784, "pad": [0] * 600_000}).encode()
+    batch = Background(tight.url, "/api/predict/batch", batch_of(dots_webp(2048), 60))
+    batch.start()
+    time.sleep(0.3)
+    answers = []
+    while batch.is_alive() and not any(a[0] == 503 for a in answers):
+        answers.append(post(tight.url, "/api/predict", large))
+    batch.join(60)
+    assert any(a[0] == 503 for a in answers), [a[0] for a in answers]
+    assert {a[0] for a in answers} <= {200, 503}
+    status, _, body = post(tight.url, "/api/predict", large)  # the slot is free again
+    assert status == 200 and body["digit"] in range(10)
+
+
 def test_a_batch_past_its_deadline_answers_504_and_stops(tight: LiveServer) -> None:
     status, _, body = post(tight.url, "/api/predict/batch", batch_of(dots_webp(2048), 80))
     assert status == 504
