@@ -74,7 +74,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.environment import REPO, bench_env, machine_info
 from benchmarks.reporting import finish
-from benchmarks.servers import cpu_seconds, free_port, http_get, stop_process
+from benchmarks.servers import cpu_seconds, free_port, http_get, process_tree, stop_process
 
 Answer = tuple[int, bytes]
 
@@ -143,7 +143,7 @@ class Target:
 
     def pids(self) -> list[int]:
         """The server and every process below it (the fork server and the worker processes)."""
-        return [self.process.pid, *descendants(self.process.pid)]
+        return process_tree(self.process.pid)
 
     def status_kib(self, field: str) -> int:
         """The field (VmRSS, VmHWM) summed over the server's process tree."""
@@ -174,26 +174,6 @@ class Target:
 
     def stop(self) -> None:
         stop_process(self.process, timeout=30)
-
-
-def descendants(pid: int) -> list[int]:
-    """Every process below `pid`, from /proc."""
-    out: list[int] = []
-    todo = [pid]
-    while todo:
-        parent = todo.pop()
-        try:
-            tasks = list(Path(f"/proc/{parent}/task").iterdir())
-        except OSError:
-            continue
-        for task in tasks:
-            try:
-                children = [int(c) for c in (task / "children").read_text().split()]
-            except OSError:
-                continue
-            out += children
-            todo += children
-    return out
 
 
 class HealthPoller(threading.Thread):

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw
 
-from benchmarks.hostile import descendants, dots_webp
+from benchmarks.hostile import dots_webp
+from benchmarks.servers import process_tree
 from tests.app.test_hostile import Background, batch_of, get, post, start_server
 from tests.live import LiveServer
 
@@ -33,10 +34,11 @@ def stat(pid: int) -> tuple[int, int]:
 
 
 def workers(server: LiveServer) -> dict[int, int]:
-    """The server's niced worker processes: {pid: CPU ticks used}."""
+    """The server's niced worker processes (below it: the fork server, then the workers):
+    {pid: CPU ticks used}."""
     assert server.process is not None
     out = {}
-    for pid in descendants(server.process.pid):
+    for pid in process_tree(server.process.pid)[1:]:
         try:
             nice, ticks = stat(pid)
         except OSError:
