@@ -23,7 +23,9 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import select
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -40,12 +42,40 @@ PRELOAD = ["app.batchwork", "app.v2parse"]
 RETRY_AFTER_S = 1
 
 
-def _initialize(nice: int) -> None:
-    """A new worker: lower its CPU priority below the server's."""
+def _initialize(nice: int, server: int) -> None:
+    """A new worker: lower its CPU priority below the server's, and end with the server."""
     if nice:
         os.nice(nice)
+    threading.Thread(target=_exit_with, args=(server,), name="server-watch", daemon=True).start()
     import app.batchwork  # noqa: F401 - loaded before the first request (the fork server did)
     import app.v2parse  # noqa: F401
+
+
+def _exit_with(pid: int) -> None:
+    """Exit once process `pid` (the server) has ended, however it ended.
+
+    A worker's parent is the fork server, and it holds the pipes it reads its work from at both
+    ends: without this a killed server (SIGKILL, out of memory) left its workers, the fork server
+    and multiprocessing's resource tracker running for ever.
+    """
+    try:
+        watched = os.pidfd_open(pid)
+    except OSError:  # the server has ended already (or no pidfd on this kernel: poll)
+        while _alive(pid):
+            time.sleep(1.0)
+    else:
+        select.select([watched], [], [])  # readable once the process has ended
+    os._exit(0)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def worker_identity() -> tuple[int, int]:
@@ -81,7 +111,7 @@ class WorkerPool:
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(PRELOAD)
         return ProcessPoolExecutor(max_workers=self.processes, mp_context=context,
-                                   initializer=_initialize, initargs=(self.nice,))
+                                   initializer=_initialize, initargs=(self.nice, os.getpid()))
 
     def start(self) -> None:
         """Start every worker now (the first request does not pay it); blocks until they run."""

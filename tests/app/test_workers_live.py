@@ -118,3 +118,22 @@ def test_a_killed_worker_answers_a_json_503_and_the_pool_is_replaced(
     assert status == 200 and body["digit"] in range(10)
     assert victim not in workers(server)
     assert get(server.url, "/healthz")[0] == 200
+
+
+def test_a_killed_server_leaves_no_worker_process_behind(tmp_path: Path) -> None:
+    # A worker's parent is the fork server, and the pipes it reads hold it up: it watches the
+    # server's pid instead, so a server killed outright (out of memory) takes its pool along.
+    live = start_server(tmp_path)
+    try:
+        assert live.process is not None
+        tree = process_tree(live.process.pid)
+        assert len(workers(live)) >= 1 and len(tree) >= 3  # fork server, workers
+        live.process.send_signal(signal.SIGKILL)
+        live.process.wait(30)
+        end = time.monotonic() + 30
+        while (left := [p for p in tree if Path(f"/proc/{p}").exists()]) and \
+                time.monotonic() < end:
+            time.sleep(0.1)
+        assert left == []
+    finally:
+        live.stop()
