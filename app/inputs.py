@@ -139,8 +139,13 @@ def pixels_to_digit(value: Any, preprocess: bool, where: str = "'pixels'") -> np
     array = pixels_array(value, where)
     if not preprocess:
         return array  # already checked: 28x28 finite numbers in 0..255
+    return recentred(array)
+
+
+def recentred(pixels: np.ndarray) -> np.ndarray:
+    """Checked 28x28 pixels, recentred as a drawing is (the `preprocess` flag)."""
     try:
-        return preprocess_pixels(array, recentre=True)
+        return preprocess_pixels(pixels, recentre=True)
     except PreprocessError as exc:
         raise InputError(str(exc), status_for(exc.code), exc.code) from exc
 

@@ -28,6 +28,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         logger.error("startup failed: %s", exc)
         raise
     database.start()  # migrates in the background; feedback answers 503 until it is ready
+    pool = app.state.limiter.pool
+    pool.start()  # the worker processes that decode (app/workers.py), started before requests
     watcher = ModelWatcher(service, database, app.state.registry,
                            interval=app.state.settings.model_poll_seconds,
                            finetune_after=app.state.settings.finetune_after_corrections)
@@ -47,6 +49,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await lag.stop()
         gc.unfreeze()
         undo()
+        pool.shutdown()  # after the drain: the requests in flight have had their answers
         watcher.stop()
         database.dispose()
         app.state.registry.worker_exit()

@@ -5,15 +5,14 @@ The guarantees that trusted inference servers make (TorchServe's `job_queue_size
 
 - `check_pixel_budget`: the decoded pixels of a whole request, read from the image headers
   before anything is decoded, against MNIST_CANVAS_MAX_REQUEST_PIXELS (413 past it).
-- `WorkLimiter`: CPU-heavy work runs in a thread, at most `slots` at once (default one: the
-  decoding holds the GIL, so more threads add no speed but take the event loop's turns at it;
-  0 sizes it by the cores this process may use); a request waits for a slot at most
-  `queue_wait_s`, behind at most `max_queue` others, and is answered 503 with Retry-After past
-  either.
+- `WorkLimiter`: CPU-heavy work runs in a worker process (app.workers), at most `slots`
+  requests at once, one per process (default: the cores this process may use); a request waits
+  for a slot at most `queue_wait_s`, behind at most `max_queue` others, and is answered 503
+  with Retry-After past either.
 - `Work`: a request's deadline (MNIST_CANVAS_REQUEST_TIMEOUT_S, 504 past it) and whether its
   client is still connected; a batch checks it between items and stops when either fails.
-- `parse_json_body`: a small JSON body is read on the event loop, a large one in a worker thread
-  (a slot past LIGHT_COST): orjson holds the GIL for the whole of a body, 50 ms for 8 MB.
+- `parse_json_body`: a small JSON body is read on the event loop, a large one in a worker
+  process (a slot past LIGHT_COST): orjson holds the GIL for the whole of a body, 50 ms for 8 MB.
   `check_json_counts` first refuses (413) a body with more values, arrays or objects than the
   largest batch holds: 8 MB of `[],` made orjson build 2.8 million lists in 1.2 s.
 - `RequestDeadline`: ASGI middleware that starts the deadline when the request arrives and
@@ -40,6 +39,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.inputs import InputError
 from app.jsonio import parse_json
 from app.settings import Settings
+from app.workers import WorkerPool
 
 logger = logging.getLogger(__name__)
 
@@ -78,9 +78,12 @@ def usable_cores() -> int:
 
 
 def limiter_for(settings: Settings) -> WorkLimiter:
-    """The app's limiter, sized by the settings (0 slots: one per usable core)."""
-    return WorkLimiter(slots=settings.max_concurrent_work or usable_cores(),
-                       max_queue=settings.max_queue, wait_s=settings.queue_wait_s)
+    """The app's limiter, sized by the settings (0 slots: one per usable core), with its pool
+    of worker processes, one per slot (none: threads, MNIST_CANVAS_WORKER_PROCESSES=0)."""
+    slots = settings.max_concurrent_work or usable_cores()
+    pool = WorkerPool(slots if settings.worker_processes else 0, settings.worker_nice)
+    return WorkLimiter(slots=slots, max_queue=settings.max_queue, wait_s=settings.queue_wait_s,
+                       pool=pool)
 
 
 class Busy(HTTPException):
@@ -143,10 +146,13 @@ def check_pixel_budget(pixels: int, limit: int) -> None:
 
 
 class WorkLimiter:
-    """At most `slots` heavy jobs at once, each in a thread; a bounded, short wait for a slot."""
+    """At most `slots` heavy jobs at once, each in a worker process of `pool` (or a thread); a
+    bounded, short wait for a slot."""
 
-    def __init__(self, *, slots: int, max_queue: int, wait_s: float) -> None:
+    def __init__(self, *, slots: int, max_queue: int, wait_s: float,
+                 pool: WorkerPool | None = None) -> None:
         self.slots = slots
+        self.pool = pool or WorkerPool(0, 0)
         self.max_queue = max_queue
         self.wait_s = wait_s
         self.waiting = 0
@@ -162,12 +168,26 @@ class WorkLimiter:
         the thread ends, even when the request is cancelled: it counts the CPU actually in use,
         not the requests still waiting for an answer.
         """
-        if cost is not None and cost <= LIGHT_COST:
+        async with self.slot(work, cost):
             return await to_thread.run_sync(fn, *args)
+
+    async def offload(self, work: Work, fn: Callable[..., T], *args: object,
+                      cost: int | None = None) -> T:
+        """fn(*args) in a worker process (app.workers) once a slot is free, as `run`."""
+        async with self.slot(work, cost):
+            return await self.pool.call(fn, *args)
+
+    @asynccontextmanager
+    async def slot(self, work: Work, cost: int | None = None) -> AsyncIterator[None]:
+        """Hold a worker slot for the block (none for work of known cost <= LIGHT_COST); 503
+        (Busy) when none frees in time."""
+        if cost is not None and cost <= LIGHT_COST:
+            yield
+            return
         await self._acquire(work)
         self.running += 1
         try:
-            return await to_thread.run_sync(fn, *args)
+            yield
         finally:
             self.running -= 1
             self._semaphore.release()
@@ -221,17 +241,17 @@ def check_json_counts(body: bytes, max_batch: int, end: int | None = None) -> in
 async def parse_json_body(limiter: WorkLimiter, work: Work, body: bytes,
                           max_batch: int) -> Any:
     """The JSON value of a request body (a 400 sentence if it is not JSON), parsed on the event
-    loop when small and in a worker thread otherwise, taking a slot when large: a C parser
+    loop when small and in a worker process otherwise, taking a slot when large: a C parser
     never lets go of the GIL, so 16 bodies of 8 MB parsed at once would hold the loop for
     most of a second."""
     if len(body) <= INLINE_JSON_BYTES:
         return parse_json(body)
-    return await limiter.run(work, parse_counted_json, body, max_batch,
-                             cost=json_cost(len(body)))
+    return await limiter.offload(work, parse_counted_json, body, max_batch,
+                                 cost=json_cost(len(body)))
 
 
 def parse_counted_json(body: bytes, max_batch: int) -> Any:
-    """check_json_counts, then parse_json: in a worker thread (counting 5 MB takes 8 ms)."""
+    """check_json_counts, then parse_json: in a worker (counting 5 MB takes 8 ms)."""
     check_json_counts(body, max_batch)
     return parse_json(body)
 

@@ -88,10 +88,16 @@ class Settings(BaseSettings):
     max_request_pixels: int = Field(
         100_000_000, ge=1, description="decoded pixels in all the images of one request"
     )
-    # One: decoding holds the GIL, so a second thread decodes no faster and halves the event
-    # loop's share of it (README, "Hostile traffic"); more cores: more worker processes.
+    # Each slot is a worker process with its own GIL (app/workers.py): one per usable core.
     max_concurrent_work: int = Field(
-        1, ge=0, description="requests decoding or predicting at once; 0: the usable cores"
+        0, ge=0, description="requests decoding (one worker process each) at once; 0: the "
+        "usable cores"
+    )
+    worker_processes: bool = Field(
+        True, description="decode and parse large bodies in worker processes; false/0: threads"
+    )
+    worker_nice: int = Field(
+        10, ge=0, le=19, description="CPU niceness of the worker processes (the server: 0)"
     )
     queue_wait_s: float = Field(1.0, ge=0, description="longest wait for a free worker, then 503")
     loop_lag_interval_s: float = Field(

@@ -4,8 +4,10 @@ answers its health check meanwhile.
 Each attack runs against a fresh `mnist-canvas serve` (one worker, shipped model) started from
 --repo (default: this checkout; point it at a checkout of an older commit to measure "before").
 For each it reports the answers' status codes, the server's CPU seconds used (user + system,
-from /proc), the worst /healthz latency seen by a poller that asks every 20 ms during the
-attack, the peak resident memory the attack added (VmHWM minus VmRSS at ready), and the
+from /proc, summed over its process tree: the worker processes that decode are included), the
+worst /healthz latency seen by a poller that asks every 20 ms during the attack, the peak
+resident memory the attack added (each process's VmHWM minus its VmRSS at ready, summed over
+the tree: an upper bound of the tree's peak, since the processes' peaks need not coincide), and the
 server's own view: the bucket of its worst event-loop lag (`mnist_canvas_event_loop_lag_seconds`
 on /metrics, sampled every 0.1 s), which no client-side noise enters.
 
@@ -72,7 +74,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.environment import REPO, bench_env, machine_info
 from benchmarks.reporting import finish
-from benchmarks.servers import cpu_seconds, free_port, http_get, stop_process
+from benchmarks.servers import cpu_seconds, free_port, http_get, process_tree, stop_process
 
 Answer = tuple[int, bytes]
 
@@ -139,14 +141,23 @@ class Target:
         time.sleep(0.3)
         self.rss_at_ready = self.status_kib("VmRSS")
 
+    def pids(self) -> list[int]:
+        """The server and every process below it (the fork server and the worker processes)."""
+        return process_tree(self.process.pid)
+
     def status_kib(self, field: str) -> int:
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-        return 0
+        """The field (VmRSS, VmHWM) summed over the server's process tree."""
+        total = 0
+        for pid in self.pids():
+            try:
+                lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+            except OSError:
+                continue  # exited meanwhile
+            total += sum(int(line.split()[1]) for line in lines if line.startswith(field + ":"))
+        return total
 
     def cpu(self) -> float:
-        return cpu_seconds([self.process.pid])
+        return cpu_seconds(self.pids())
 
     def loop_lag_buckets(self) -> dict[float, float]:
         """The server's event-loop lag histogram: {upper bound in s: samples at most that}."""

@@ -164,9 +164,10 @@ class ServerProcess:
         raise TimeoutError(f"server not ready in {self.ready_timeout} s: {self.log()}")
 
     def worker_pids(self) -> list[int]:
-        """The processes that answer requests: the server itself, or its worker children."""
+        """The processes that answer requests: the server itself, or its worker children, with
+        the worker processes that decode for them (app/workers.py)."""
         tree = process_tree(self.pid)
-        return tree[1:] if self.workers > 1 and len(tree) > 1 else tree[:1]
+        return tree[1:] if self.workers > 1 and len(tree) > 1 else tree
 
     def log(self) -> str:
         if self.log_path is None or not self.log_path.exists():

@@ -194,7 +194,7 @@ async def create_feedback(request: Request, serving: ServingDep,
     model_version = text_field(payload, "model_version")
     kind, value = single_from_json(payload, settings.max_body_bytes)
     canvas = shared_canvas(payload, kind, value)
-    digit = (await serving.limiter.run(
+    digit = (await serving.limiter.offload(
         work, image_from_bytes, value, settings.max_image_pixels,
         cost=image_pixels(value, settings.max_image_pixels)) if kind == "image" else value)
     image = np.clip(np.rint(digit), 0, 255).astype(np.uint8)

@@ -4,40 +4,44 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from anyio import to_thread
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.datastructures import UploadFile
 
-from app.batchjson import pixel_batch
+from app.batchwork import (
+    Batch,
+    Digits,
+    chunks,
+    decode_items,
+    needs_decoding,
+    read_batch,
+    single_digit,
+)
 from app.deps import Serving, ServingDep
 from app.inputs import (
     InputError,
-    check_preprocess_flag,
-    decode_base64_image,
     image_from_bytes,
     image_pixels,
-    one_field,
-    pixels_to_digit,
     single_from_json,
 )
 from app.jsonio import json_response, parse_json
 from app.limits import (
+    INLINE_JSON_BYTES,
     LIGHT_COST,
     Work,
     WorkStopped,
-    check_json_counts,
     check_pixel_budget,
     json_cost,
-    parse_json_body,
     watch_client,
 )
-from app.metrics import timed_function
+from app.metrics import timed, timed_function
 from app.schemas import BatchResponse, ErrorBody, Prediction
 from app.settings import Settings
+from app.workers import WorkerPool
 from model.inference import Predictor
 
 logger = logging.getLogger(__name__)
@@ -121,9 +125,12 @@ async def read_single(request: Request, serving: Serving) -> tuple[str, Any]:
     if ctype.startswith("image/"):
         return "image", await request.body()
     if ctype in JSON_TYPES or ctype.endswith("+json"):
-        payload = await parse_json_body(serving.limiter, serving.work(request),
-                                        await request.body(), serving.settings.max_batch)
-        return single_from_json(payload, serving.settings.max_body_bytes)
+        body = await request.body()
+        if len(body) > INLINE_JSON_BYTES:  # read, and its image decoded, in a worker process
+            with timed("preprocess"):
+                return "digit", await serving.limiter.offload(serving.work(request), single_digit,
+                                                              body, serving.settings)
+        return single_from_json(parse_json(body), serving.settings.max_body_bytes)
     raise InputError(
         f"Unsupported Content-Type {ctype or '(none)'!r}: send application/json, "
         "multipart/form-data with a 'file' field, or an image/* body.", 415, "unsupported_media")
@@ -151,8 +158,9 @@ async def predict(
         pixels = image_pixels(value, settings.max_image_pixels)
         check_pixel_budget(pixels, settings.max_request_pixels)
         if pixels > INLINE_PIXELS:
-            digit = await serving.limiter.run(serving.work(request), image_from_bytes, value,
-                                              settings.max_image_pixels)
+            with timed("preprocess"):
+                digit = await serving.limiter.offload(serving.work(request), image_from_bytes,
+                                                      value, settings.max_image_pixels)
         else:
             digit = image_from_bytes(value, settings.max_image_pixels)
     else:
@@ -165,97 +173,20 @@ async def predict(
     return json_response(body)
 
 
-def budget_images(items: list[Any], max_pixels: int, max_chars: int,
-                  max_request_pixels: int) -> tuple[list[bytes | InputError], int]:
-    """The bytes of every image (or its error) and their pixels in all, refused as a whole
-    (413) past `max_request_pixels`: nothing is decoded before that is known."""
-    blobs: list[bytes | InputError] = []
-    total = 0
-    for item in items:
-        try:
-            data = decode_base64_image(item, max_chars)
-            total += image_pixels(data, max_pixels)
-            blobs.append(data)
-        except InputError as exc:
-            blobs.append(exc.detached())
-    check_pixel_budget(total, max_request_pixels)
-    return blobs, total
+Answered = tuple[list[dict[str, Any]], list[int]]
 
 
-@dataclass
-class Batch:
-    """A batch request checked and budgeted, nothing decoded yet."""
-
-    items: list[Any]  # image bytes (or their InputError), or pixel lists
-    has_images: bool
-    recentre: bool
-    cost: int  # decoded pixels, or their equivalent for pixel items
-    previews: bool = True  # False: the answers leave the 28x28 previews out
-
-
-def prepare_batch(body: bytes, settings: Settings) -> Batch:
-    """Parse and check a batch body; read the images' headers and refuse the request (413) if
-    they hold more than the request's pixel budget. Cheap: nothing is decoded."""
-    payload = parse_json(body)
-    key = one_field(payload, ("images", "a list of data URLs or base64 images"),
-                    ("pixels", "a list of 784-number images"))
-    has_images = key == "images"
-    items = payload[key]
-    if not isinstance(items, list):
-        raise InputError(f"'{key}' must be a list.", 422, "bad_json_shape")
-    if not items:
-        raise InputError(f"'{key}' is empty: send at least one image.", 422, "empty_batch")
-    if len(items) > settings.max_batch:
-        raise InputError(f"The batch has {len(items)} images; the maximum is "
-                         f"{settings.max_batch}. Split it into smaller batches.", 413,
-                         "batch_too_large")
-    recentre = check_preprocess_flag(payload.get("preprocess"))
-    previews = payload.get("previews", True)
-    if not isinstance(previews, bool):
-        raise InputError("'previews' must be true or false.", code="bad_flag")
-    if has_images:
-        blobs, pixels = budget_images(items, settings.max_image_pixels, settings.max_body_bytes,
-                                      settings.max_request_pixels)
-        return Batch(blobs, True, recentre, pixels, previews)
-    # Recentring 28x28 pixels costs about what a canvas's decoding does; a plain matrix row, not.
-    return Batch(items, False, recentre, len(items) * (280 * 280 if recentre else 28 * 28),
-                 previews)
-
-
-def batch_digits(batch: Batch, max_pixels: int, work: Work) -> list[np.ndarray | InputError]:
-    items = batch.items
-    out: list[np.ndarray | InputError] = []
-    for i, item in enumerate(items):
-        try:
-            work.check()  # the deadline, the client, the shutdown: stop between items
-        except WorkStopped as exc:
-            logger.info("batch stopped after %d of %d images: %s", i, len(items), exc.detail)
-            raise
-        try:
-            if isinstance(item, InputError):
-                out.append(item)
-            elif batch.has_images:
-                out.append(image_from_bytes(item, max_pixels))
-                items[i] = None  # its bytes are not needed any more
-            else:
-                out.append(pixels_to_digit(item, batch.recentre, where=f"'pixels'[{i}]"))
-        except InputError as exc:
-            out.append(exc.detached())
-    return out
-
-
-def predict_batch_sync(predictor: Predictor, batch: Batch, max_pixels: int,
-                       work: Work) -> tuple[list[dict[str, Any]], list[int]]:
-    parsed = batch_digits(batch, max_pixels, work)
-    good = [i for i, d in enumerate(parsed) if not isinstance(d, InputError)]
+def answer_digits(predictor: Predictor, decoded: Digits, previews: bool) -> Answered:
+    """The batch's answers in order (an item that failed: its error in its place) and the
+    digits read."""
     results: list[dict[str, Any]] = []
     digits: list[int] = []
-    if good:
-        stack = np.stack([parsed[i] for i in good])  # type: ignore[misc]
-        seen, probs, verdicts = run_model(predictor, stack)
-        in_order = iter(answers(seen, probs, verdicts, batch.previews))
-    for item in parsed:
-        if isinstance(item, InputError):
+    if len(decoded.digits):
+        seen, probs, verdicts = run_model(predictor, decoded.digits)
+        in_order = iter(answers(seen, probs, verdicts, previews))
+    for i in range(decoded.size):
+        item = decoded.errors.get(i)
+        if item is not None:
             results.append({"error": str(item), "code": item.code, "status": item.status})
         else:
             body = next(in_order)
@@ -264,25 +195,37 @@ def predict_batch_sync(predictor: Predictor, batch: Batch, max_pixels: int,
     return results, digits
 
 
-def answer_light_batch(predictor: Predictor, body: bytes, settings: Settings, work: Work,
-                       holds_slot: bool = False
-                       ) -> tuple[list[dict[str, Any]], list[int]] | Batch:
-    """Parse and budget the batch (8 MB of JSON is tens of ms: in a thread, as this is); answer
-    it at once if it is light (LIGHT_COST) or this thread holds a worker slot already, or
-    return it to wait for one."""
-    containers = check_json_counts(body, settings.max_batch)  # 8 ms for 5 MB: off the loop
-    # Raw pixels, checked as one array (batchjson), when the body can be one: an object and
-    # an array per image. Others (28x28 rows) skip its parse, 15 ms of GIL for 5 MB.
-    fast = (pixel_batch(body, settings.max_batch) if containers <= settings.max_batch + 2
-            else None)
-    if fast is not None:  # a matrix product: light whatever its size
-        seen, probs, verdicts = run_model(predictor, fast[0])
-        answered = answers(seen, probs, verdicts, previews=fast[1])
-        return answered, [one["digit"] for one in answered]
-    batch = prepare_batch(body, settings)
-    if batch.cost > LIGHT_COST and not holds_slot:
-        return batch
-    return predict_batch_sync(predictor, batch, settings.max_image_pixels, work)
+def answer_light_batch(predictor: Predictor, body: bytes, settings: Settings) -> Answered | Batch:
+    """Read and budget a small batch body (in a thread hop) and answer it at once if it is
+    light (LIGHT_COST); a heavy one comes back to be decoded in a worker process."""
+    read = read_batch(body, settings)
+    if not isinstance(read, Batch):  # raw pixels: a matrix product, light whatever its size
+        return answer_digits(predictor, Digits(read[0], {}), read[1])
+    if read.cost > LIGHT_COST:
+        return read
+    return answer_digits(predictor, decode_items(read.items, read.has_images, read.recentre,
+                                                 settings.max_image_pixels), read.previews)
+
+
+async def decode_batch(pool: WorkerPool, batch: Batch, max_pixels: int, work: Work) -> Digits:
+    """The batch's digits, decoded in a worker process a chunk at a time (a few canvases, or
+    one larger image); between chunks the deadline, the client and a shutdown are checked, so
+    a batch stops early (a chunk already running finishes)."""
+    if not needs_decoding(batch):  # checked pixels, as they are
+        return decode_items(batch.items, False, False, max_pixels)
+    parts: list[Digits] = []
+    for start, end in chunks(batch):
+        try:
+            work.check()
+        except WorkStopped as exc:
+            logger.info("batch stopped after %d of %d images: %s", start, len(batch.items),
+                        exc.detail)
+            raise
+        with timed("preprocess"):
+            parts.append(await pool.call(decode_items, batch.items[start:end], batch.has_images,
+                                         batch.recentre, max_pixels))
+        batch.items[start:end] = [None] * (end - start)  # their bytes are not needed any more
+    return Digits.join(parts)
 
 
 @router.post(
@@ -306,16 +249,25 @@ async def predict_batch(
                          415, "unsupported_media")
     body = await request.body()
     work = serving.work(request)
+    limiter = serving.limiter
     async with watch_client(request, work):
-        # Reading a large body is heavy work of its own (orjson holds the GIL throughout): it
-        # takes a worker slot, and the batch is answered in it. A small body is read in a
-        # thread hop, and answered there if light; a heavy one comes back to wait for a slot.
-        cost = json_cost(len(body))
-        outcome = await serving.limiter.run(work, answer_light_batch, predictor, body, settings,
-                                            work, cost > LIGHT_COST, cost=cost)
-        if isinstance(outcome, Batch):
-            outcome = await serving.limiter.run(work, predict_batch_sync, predictor, outcome,
-                                                settings.max_image_pixels, work)
+        # A small body is read in a thread hop, and answered there if light. Reading a large
+        # body is heavy work of its own (orjson holds the GIL throughout): it takes a worker
+        # slot and is read in a worker process; so are the images of a heavy batch decoded.
+        outcome: Answered | Batch | None = None
+        if json_cost(len(body)) <= LIGHT_COST:
+            outcome = await limiter.run(work, answer_light_batch, predictor, body, settings,
+                                        cost=json_cost(len(body)))
+        if not isinstance(outcome, tuple):
+            async with limiter.slot(work):
+                read = (outcome if outcome is not None
+                        else await limiter.pool.call(read_batch, body, settings))
+                del body  # a large body's bytes are not needed any more
+                decoded, previews = (
+                    (Digits(read[0], {}), read[1]) if isinstance(read, tuple) else
+                    (await decode_batch(limiter.pool, read, settings.max_image_pixels, work),
+                     read.previews))
+            outcome = await to_thread.run_sync(answer_digits, predictor, decoded, previews)
     results, digits = outcome
     registry.count_digits(digits)
     return json_response({

@@ -1,4 +1,4 @@
-"""The worker limiter's size: one slot by default, one per usable core on request."""
+"""The worker limiter's size: one slot per usable core by default, each a worker process."""
 
 from __future__ import annotations
 
@@ -6,16 +6,20 @@ from app.limits import limiter_for, usable_cores
 from app.settings import Settings
 
 
-def test_heavy_work_gets_one_slot_by_default() -> None:
-    # Decoding holds the GIL: a second thread in the same process decodes no faster and takes
-    # the event loop's turns (README, "Hostile traffic"); more cores mean more processes.
-    assert Settings.model_fields["max_concurrent_work"].default == 1
-    assert limiter_for(Settings(max_concurrent_work=1)).slots == 1
+def test_heavy_work_gets_a_worker_process_per_usable_core_by_default() -> None:
+    # Each slot is a worker process with its own GIL (app/workers.py): the event loop's
+    # process keeps its GIL, so a slot per core adds speed without taking the loop's turns.
+    assert Settings.model_fields["max_concurrent_work"].default == 0
+    assert Settings.model_fields["worker_processes"].default is True
+    limiter = limiter_for(Settings())
+    assert limiter.slots == limiter.pool.processes == usable_cores() >= 1
+    assert limiter.pool.nice == 10
 
 
-def test_zero_slots_means_one_per_usable_core() -> None:
-    assert limiter_for(Settings(max_concurrent_work=0)).slots == usable_cores() >= 1
-    assert limiter_for(Settings(max_concurrent_work=3)).slots == 3
+def test_slots_can_be_set_and_workers_turned_into_threads() -> None:
+    assert limiter_for(Settings(max_concurrent_work=3)).pool.processes == 3
+    threads = limiter_for(Settings(max_concurrent_work=3, worker_processes=False))
+    assert threads.slots == 3 and not threads.pool.enabled
 
 
 def test_json_counts_fit_the_largest_batch_and_refuse_a_list_bomb() -> None:
