@@ -53,6 +53,9 @@ def test_n_new_corrections_start_one_background_finetune(tmp_path: Path, data_di
             versions = model_registry.history(session)
     database.dispose()
     assert len(runs) == 1, server.log()[-3000:]
-    assert runs[0].exit_code in (0, 1) and runs[0].newest_correction == 60
+    # The run starts once the 40th is stored, while the last ones may still be arriving: it
+    # learns from every correction up to the newest it saw.
+    newest = runs[0].newest_correction
+    assert runs[0].exit_code in (0, 1) and 40 <= newest <= 60
     assert [v["source"] for v in versions] == ["finetune", "shipped"]
-    assert versions[0]["gate_report"]["corrections"] == 60
+    assert versions[0]["gate_report"]["corrections"] == newest
