@@ -6,6 +6,7 @@ the first 1,000 MNIST test digits in every request:
 
 * v2-binary:  POST /v2/models/mnist-logreg/infer, the binary tensor data extension as Triton's
               client sends it by default (JSON header, 3.1 MB of FP32, all outputs in binary)
+* v2-binary-nv: the same, naming only the probabilities and digit outputs (no verdict judged)
 * v2-json:    the same request with the pixels as JSON numbers
 * batch:      POST /api/predict/batch {"pixels": [1,000 x 784 ints]} (answers with previews)
 * batch-nopv: the same with "previews": false
@@ -69,12 +70,19 @@ def requests() -> tuple[dict[str, bytes], bytes]:
     v2_json = orjson.dumps({"inputs": [{"name": "input", "shape": [N_IMAGES, 784],
                                         "datatype": "FP32", "data": np.round(x, 4).ravel()}]},
                            option=orjson.OPT_SERIALIZE_NUMPY)
+    # The same request naming the two outputs before the verdict (binary): no verdict judged.
+    header_nv = json.dumps({**json.loads(header), "outputs": [
+        {"name": name, "parameters": {"binary_data": True}} for name in ("probabilities", "digit")
+    ]}).encode()
     flat = digits.reshape(N_IMAGES, 784).tolist()
     batch = orjson.dumps({"pixels": flat})
     js = {"Content-Type": "application/json"}
     return {
         "v2-binary": post(INFER, header + x.tobytes(), {
             "Inference-Header-Content-Length": str(len(header)),
+            "Content-Type": "application/octet-stream"}),
+        "v2-binary-nv": post(INFER, header_nv + x.tobytes(), {
+            "Inference-Header-Content-Length": str(len(header_nv)),
             "Content-Type": "application/octet-stream"}),
         "v2-json": post(INFER, v2_json, js),
         "batch": post("/api/predict/batch", batch, js),

@@ -188,3 +188,23 @@ def test_a_request_without_content_type_is_served_as_tritons_client_sends_it(
     answer = shipped.post(INFER, content=body, headers=headers)
     assert answer.status_code == 200, answer.text
     assert answer.json()["outputs"][1]["data"] == [7]
+
+
+def test_the_verdict_is_answered_only_when_asked_for(shipped: TestClient, mnist: Mnist) -> None:
+    """Naming outputs without the verdict leaves it out (it is not judged: ten times the rest of
+    a batch's cost); naming it, or naming none, answers it."""
+    x = images01(mnist, 3)
+    inputs = [{"name": "input", "shape": [3, 784], "datatype": "FP32", "data": x.ravel().tolist()}]
+    for outputs, names in (([{"name": "digit"}], ["digit"]),
+                           ([{"name": "verdict"}, {"name": "digit"}], ["verdict", "digit"]),
+                           (None, ["probabilities", "digit", "verdict"])):
+        request: dict[str, Any] = {"inputs": inputs}
+        if outputs is not None:
+            request["outputs"] = outputs
+        answer = shipped.post(INFER, json=request)
+        assert answer.status_code == 200, answer.text
+        got = {o["name"]: o["data"] for o in answer.json()["outputs"]}
+        assert list(got) == names
+        assert got["digit"] == [7, 2, 1]
+        if "verdict" in got:
+            assert got["verdict"] == ["digit", "digit", "digit"]
