@@ -278,17 +278,23 @@ def test_a_batch_past_its_deadline_answers_504_and_stops(tight: LiveServer) -> N
 # SIGTERM
 
 
+def sigterm_during_batch(live: LiveServer, images: int) -> Background:
+    """A batch of `images` worst-case images under way, then SIGTERM to the server."""
+    batch = Background(live.url, "/api/predict/batch", batch_of(dots_webp(2048), images))
+    batch.start()
+    time.sleep(0.5)
+    assert batch.is_alive(), "the batch ended before SIGTERM; nothing was tested"
+    assert live.process is not None
+    live.process.send_signal(signal.SIGTERM)
+    return batch
+
+
 def test_sigterm_drains_requests_in_flight_and_refuses_new_ones_in_json(tmp_path: Path) -> None:
     live = start_server(tmp_path, MNIST_CANVAS_REQUEST_TIMEOUT_S="120",
                         MNIST_CANVAS_SHUTDOWN_GRACE_S="120",
                         MNIST_CANVAS_MAX_REQUEST_PIXELS="400000000")
     try:
-        batch = Background(live.url, "/api/predict/batch", batch_of(dots_webp(2048), 60))
-        batch.start()
-        time.sleep(0.5)
-        assert batch.is_alive(), "the batch ended before SIGTERM; nothing was tested"
-        assert live.process is not None
-        live.process.send_signal(signal.SIGTERM)
+        batch = sigterm_during_batch(live, 60)
         time.sleep(0.2)
         # Readiness fails at once; liveness holds; new work gets a JSON 503.
         assert get(live.url, "/readyz")[0] == 503
@@ -311,12 +317,7 @@ def test_sigterm_past_the_grace_stops_the_batch_with_a_json_503(tmp_path: Path) 
                         MNIST_CANVAS_SHUTDOWN_GRACE_S="0.5",
                         MNIST_CANVAS_MAX_REQUEST_PIXELS="400000000")
     try:
-        batch = Background(live.url, "/api/predict/batch", batch_of(dots_webp(2048), 90))
-        batch.start()
-        time.sleep(0.5)
-        assert batch.is_alive(), "the batch ended before SIGTERM; nothing was tested"
-        assert live.process is not None
-        live.process.send_signal(signal.SIGTERM)
+        batch = sigterm_during_batch(live, 90)
         batch.join(60)
         assert not isinstance(batch.result, Exception), batch.result
         status, _, body = batch.result  # post() asserts every error answer is JSON
