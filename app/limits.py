@@ -192,6 +192,10 @@ class WorkLimiter:
             self.running -= 1
             self._semaphore.release()
 
+    def alone(self) -> bool:
+        """Whether the heavy job holding a slot now is the only one, none waiting."""
+        return self.running <= 1 and self.waiting == 0
+
     async def _acquire(self, work: Work) -> None:
         if not self._semaphore.locked():
             await self._semaphore.acquire()

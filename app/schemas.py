@@ -78,6 +78,7 @@ class BatchJSON(BaseModel):
     )
     preprocess: bool = False
     previews: bool = Field(True, description="false: answers without the 28x28 previews")
+    verdicts: bool = Field(True, description="false: answers without verdicts (not judged)")
 
 
 class BatchPrediction(BaseModel):

@@ -34,6 +34,10 @@ Attacks:
 * v2-1000:     two clients at once, each a v2 infer of 1,000 [784] tensors (4 MB of JSON)
 * json-16:     16 clients at once, each a batch of 1,000 28x28 pixel images as nested rows
                (5 MB of JSON that the exact, per-image path reads)
+* pixels-16:   16 clients at once, each a batch of 1,000 flat 784-pixel images (3.5 MB of
+               JSON that simdjson reads in the server's own threads)
+* v2-bin-16:   16 clients at once, each a v2 infer of 1,000 [784] FP32 tensors in binary
+               (3.1 MB, read in the server's own threads)
 * json-junk:   16 clients at once, each one /api/predict of 784 pixels and 7 MB of numbers
                that are not read (parsing the body is the cost)
 * list-bomb:   one /api/predict/batch of 7.6 MB of empty arrays: 2.6 million lists to build
@@ -65,6 +69,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -219,8 +225,9 @@ def request(port: int, method: str, path: str, body: bytes = b"", ctype: str = "
         conn.close()
 
 
-def post(port: int, path: str, body: bytes, ctype: str = "application/json") -> Answer:
-    return request(port, "POST", path, body, ctype)
+def post(port: int, path: str, body: bytes, ctype: str = "application/json",
+         headers: dict[str, str] | None = None) -> Answer:
+    return request(port, "POST", path, body, ctype, headers)
 
 
 def at_once(n: int, job: Callable[[], list[Answer]]) -> list[Answer]:
@@ -303,6 +310,12 @@ def attacks(args: argparse.Namespace) -> dict[str, Callable[[int], list[Answer]]
                                      "data": [0.5] * 784_000}]}).encode()
     junk = json.dumps({"pixels": [0] * 784, "junk": [0.5] * 1_600_000}).encode()
     nested = json.dumps({"pixels": [[[254.5] * 28] * 28] * 1000}).encode()
+    flat = json.dumps({"pixels": [[(i * 7) % 256 for i in range(784)]] * 1000}).encode()
+    tensors = np.full((1000, 784), 0.5, dtype=np.float32).tobytes()
+    v2_head = json.dumps({"inputs": [{"name": "input", "datatype": "FP32", "shape": [1000, 784],
+                                      "parameters": {"binary_data_size": len(tensors)}}],
+                          "parameters": {"binary_data_output": True}}).encode()
+    v2_binary = {"Inference-Header-Content-Length": str(len(v2_head))}
     return {
         "idle": lambda p: idle(3.0),
         "bomb": lambda p: [post(p, "/api/predict", bomb, "image/webp")],
@@ -327,6 +340,11 @@ def attacks(args: argparse.Namespace) -> dict[str, Callable[[int], list[Answer]]
         "v2-1000": lambda p: at_once(2, lambda: [post(p, "/v2/models/mnist-logreg/infer",
                                                       v2_big)]),
         "json-16": lambda p: at_once(16, lambda: [post(p, "/api/predict/batch", nested)]),
+        "pixels-16": lambda p: at_once(16, lambda: [post(p, "/api/predict/batch", flat)]),
+        "v2-bin-16": lambda p: at_once(16, lambda: [post(p, "/v2/models/mnist-logreg/infer",
+                                                         v2_head + tensors,
+                                                         "application/octet-stream",
+                                                         v2_binary)]),
         "json-junk": lambda p: at_once(16, lambda: [post(p, "/api/predict", junk)]),
         "list-bomb": lambda p: [post(p, "/api/predict/batch",
                                      b'{"pixels": [' + b"[]," * 2_650_000 + b"[]]}")],

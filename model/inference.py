@@ -55,6 +55,8 @@ class Predictor:
     def model_input(self, images: np.ndarray) -> np.ndarray:
         """What the model sees: its input transforms (e.g. deskew) on (N, 28, 28) pixels 0..255,
         rounded to uint8 like MNIST itself. This is the preview a client is shown."""
+        if not self.transforms and isinstance(images, np.ndarray) and images.dtype == np.uint8:
+            return images  # already what the model sees
         transformed = apply_transforms(np.asarray(images, dtype=np.float32), self.transforms)
         rounded = np.rint(transformed)  # a new array, so clipping it in place is safe
         return np.clip(rounded, 0, 255, out=rounded).astype(np.uint8)
@@ -81,11 +83,21 @@ class Predictor:
         if len(flat) == 1 and self.verdicts is not None:  # the page's one drawing: one product
             probs, verdict = self.verdicts.judge_one(seen, flat)
             return probs, [verdict]
+        if self.verdicts is not None:
+            probs, judged = self.verdicts.assess(seen, flat)
+            return probs, self.verdicts.details(judged)
         logits = torch.from_numpy(flat).to(self.device) @ self.weight.T + self.bias
         probs = torch.softmax(logits, dim=1).cpu().numpy()
+        return probs, uncalibrated(probs)
+
+    def assess_words(self, seen: np.ndarray) -> tuple[np.ndarray, list[str]]:
+        """(N, 28, 28) model input -> (N, 10) probabilities and each verdict's word alone (the
+        v2 protocol's `verdict` output), without building the verdicts' details."""
         if self.verdicts is None:
-            return probs, uncalibrated(probs)
-        return probs, self.verdicts.judge(seen, flat, logits.cpu().numpy().astype(np.float64))
+            probs, verdicts = self.assess_input(seen)
+            return probs, [v["verdict"] for v in verdicts]
+        probs, judged = self.verdicts.assess(seen, self.normalise(seen))
+        return probs, self.verdicts.words(judged)
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """(N, 28, 28) MNIST-form pixels 0..255 -> (N, 10) probabilities."""

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.datastructures import UploadFile
 
+from app.batchjson import PixelBatch, pixel_batch
 from app.batchwork import (
     Batch,
     Digits,
@@ -79,10 +80,11 @@ def answer(seen: np.ndarray, probs: np.ndarray, verdict: dict[str, Any]) -> dict
     return answers(seen[None], probs[None], [verdict])[0]
 
 
-def answers(seen: np.ndarray, probs: np.ndarray, verdicts: list[dict[str, Any]],
+def answers(seen: np.ndarray, probs: np.ndarray, verdicts: list[dict[str, Any]] | None,
             previews: bool = True) -> list[dict[str, Any]]:
     """Predictions as the API shows them, rounded for the whole batch at once (1,000 answers:
-    1.2 ms instead of 3.8 one by one); `previews=False` leaves the 28x28 previews out."""
+    1.2 ms instead of 3.8 one by one); `previews=False` leaves the 28x28 previews out, and
+    `verdicts=None` the verdicts."""
     digits = probs.argmax(axis=1)
     confidence = probs[np.arange(len(probs)), digits].astype(np.float64)
     rounded = np.round(probs.astype(np.float64), 6).tolist()
@@ -92,18 +94,22 @@ def answers(seen: np.ndarray, probs: np.ndarray, verdicts: list[dict[str, Any]],
                                "probabilities": rounded[i]}
         if previews:
             one["preview"] = seen[i]  # (28, 28) uint8, written as nested lists
-        one["verdict"] = verdicts[i]["verdict"]
-        one["verdict_detail"] = verdicts[i]
+        if verdicts is not None:
+            one["verdict"] = verdicts[i]["verdict"]
+            one["verdict_detail"] = verdicts[i]
         out.append(one)
     return out
 
 
 @timed_function("predict")
-def run_model(predictor: Predictor,
-              digits: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
+def run_model(predictor: Predictor, digits: np.ndarray, verdicts: bool = True
+              ) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]] | None]:
+    """The model's input, its probabilities and (unless `verdicts` is false) its verdicts."""
     seen = predictor.model_input(digits)
-    probs, verdicts = predictor.assess_input(seen)
-    return seen, probs, verdicts
+    if not verdicts:
+        return seen, predictor.probabilities_of_input(seen), None
+    probs, judged = predictor.assess_input(seen)
+    return seen, probs, judged
 
 
 async def read_single(request: Request, serving: Serving) -> tuple[str, Any]:
@@ -166,6 +172,7 @@ async def predict(
     else:
         digit = value
     seen, probs, verdicts = run_model(predictor, digit[None])
+    assert verdicts is not None
     body = answer(seen[0], probs[0], verdicts[0])
     registry.count_digits([body["digit"]])
     body["model_version"] = predictor.version
@@ -176,14 +183,15 @@ async def predict(
 Answered = tuple[list[dict[str, Any]], list[int]]
 
 
-def answer_digits(predictor: Predictor, decoded: Digits, previews: bool) -> Answered:
+def answer_digits(predictor: Predictor, decoded: Digits, previews: bool = True,
+                  verdicts: bool = True) -> Answered:
     """The batch's answers in order (an item that failed: its error in its place) and the
     digits read."""
     results: list[dict[str, Any]] = []
     digits: list[int] = []
     if len(decoded.digits):
-        seen, probs, verdicts = run_model(predictor, decoded.digits)
-        in_order = iter(answers(seen, probs, verdicts, previews))
+        seen, probs, judged = run_model(predictor, decoded.digits, verdicts)
+        in_order = iter(answers(seen, probs, judged, previews))
     for i in range(decoded.size):
         item = decoded.errors.get(i)
         if item is not None:
@@ -195,16 +203,31 @@ def answer_digits(predictor: Predictor, decoded: Digits, previews: bool) -> Answ
     return results, digits
 
 
+def answer_read(predictor: Predictor, read: PixelBatch) -> Answered:
+    """A batch of raw pixels (the fast path's) answered: a matrix product, light whatever its
+    size."""
+    return answer_digits(predictor, Digits(read.pixels, {}), read.previews, read.verdicts)
+
+
 def answer_light_batch(predictor: Predictor, body: bytes, settings: Settings) -> Answered | Batch:
     """Read and budget a small batch body (in a thread hop) and answer it at once if it is
     light (LIGHT_COST); a heavy one comes back to be decoded in a worker process."""
     read = read_batch(body, settings)
-    if not isinstance(read, Batch):  # raw pixels: a matrix product, light whatever its size
-        return answer_digits(predictor, Digits(read[0], {}), read[1])
+    if isinstance(read, PixelBatch):
+        return answer_read(predictor, read)
     if read.cost > LIGHT_COST:
         return read
     return answer_digits(predictor, decode_items(read.items, read.has_images, read.recentre,
-                                                 settings.max_image_pixels), read.previews)
+                                                 settings.max_image_pixels), read.previews,
+                         read.verdicts)
+
+
+def answer_pixel_batch(predictor: Predictor, body: bytes, settings: Settings) -> Answered | None:
+    """A large body answered in this process (in a thread hop, holding a slot) if it is a
+    batch of raw pixels (``pixel_batch``: simdjson copies its numbers into one array, about
+    6 ms for 1,000 images, and refuses anything else before parsing it); None otherwise."""
+    read = pixel_batch(body, settings.max_batch)
+    return None if read is None else answer_read(predictor, read)
 
 
 async def decode_batch(pool: WorkerPool, batch: Batch, max_pixels: int, work: Work) -> Digits:
@@ -228,6 +251,30 @@ async def decode_batch(pool: WorkerPool, batch: Batch, max_pixels: int, work: Wo
     return Digits.join(parts)
 
 
+async def answer_heavy_batch(serving: Serving, work: Work, body: bytes,
+                             batch: Batch | None) -> Answered:
+    """A large batch body (or a small one's Batch too heavy to answer in a thread hop): heavy
+    work, it holds a worker slot. It is read in a worker process (a C parser holds the GIL
+    throughout: orjson 50 ms for 8 MB, simdjson 5 ms for 1,000 flat images), where the images
+    of a heavy batch are decoded too; but when it is the only heavy work, raw pixels are read
+    and answered in a thread of this process, sparing the hop (about 3.5 MB each way, 10 ms
+    for 1,000 images): with no other heavy work the event loop waits at most one parse, while
+    16 such requests at once kept /healthz waiting up to 120 ms (benchmarks/hostile.py,
+    pixels-16; 30 ms through the worker processes)."""
+    predictor, settings, limiter = serving.predictor(), serving.settings, serving.limiter
+    async with limiter.slot(work):
+        if batch is None and limiter.alone():
+            answered = await to_thread.run_sync(answer_pixel_batch, predictor, body, settings)
+            if answered is not None:
+                return answered
+        read = batch if batch is not None else await limiter.pool.call(read_batch, body,
+                                                                        settings)
+        digits = (Digits(read.pixels, {}) if isinstance(read, PixelBatch) else
+                  await decode_batch(limiter.pool, read, settings.max_image_pixels, work))
+    return await to_thread.run_sync(answer_digits, predictor, digits, read.previews,
+                                    read.verdicts)
+
+
 @router.post(
     "/predict/batch",
     response_model=BatchResponse,
@@ -236,7 +283,8 @@ async def decode_batch(pool: WorkerPool, batch: Batch, max_pixels: int, work: Wo
     summary="Classify many digit images",
     description="`{\"images\": [...]}` or `{\"pixels\": [...]}`; answers in order. An item that "
     "fails is reported in its place with its error while the rest are answered. "
-    "`\"previews\": false` leaves the 28x28 previews out of the answers.",
+    "`\"previews\": false` leaves the 28x28 previews out of the answers; `\"verdicts\": false` "
+    "leaves the verdicts out (and skips judging them, most of a batch's time).",
 )
 async def predict_batch(
     request: Request, serving: ServingDep
@@ -251,23 +299,14 @@ async def predict_batch(
     work = serving.work(request)
     limiter = serving.limiter
     async with watch_client(request, work):
-        # A small body is read in a thread hop, and answered there if light. Reading a large
-        # body is heavy work of its own (orjson holds the GIL throughout): it takes a worker
-        # slot and is read in a worker process; so are the images of a heavy batch decoded.
+        # A small body is read in a thread hop, and answered there if light; see
+        # answer_heavy_batch for the others.
         outcome: Answered | Batch | None = None
         if json_cost(len(body)) <= LIGHT_COST:
             outcome = await limiter.run(work, answer_light_batch, predictor, body, settings,
                                         cost=json_cost(len(body)))
         if not isinstance(outcome, tuple):
-            async with limiter.slot(work):
-                read = (outcome if outcome is not None
-                        else await limiter.pool.call(read_batch, body, settings))
-                del body  # a large body's bytes are not needed any more
-                decoded, previews = (
-                    (Digits(read[0], {}), read[1]) if isinstance(read, tuple) else
-                    (await decode_batch(limiter.pool, read, settings.max_image_pixels, work),
-                     read.previews))
-            outcome = await to_thread.run_sync(answer_digits, predictor, decoded, previews)
+            outcome = await answer_heavy_batch(serving, work, body, outcome)
     results, digits = outcome
     registry.count_digits(digits)
     return json_response({

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from app.batchjson import pixel_batch
+from app.batchjson import PixelBatch, pixel_batch
 from app.main import create_app
 from model.data import Mnist
 from tests.app.conftest import make_settings
@@ -54,13 +55,62 @@ def test_previews_can_be_left_out_on_both_paths(shipped: TestClient, mnist: Mnis
     assert bad.status_code == 422 and "'previews' must be true or false" in bad.json()["detail"]
 
 
+def test_verdicts_can_be_left_out_on_every_path(shipped: TestClient, mnist: Mnist) -> None:
+    images = mnist.test_images[:3]
+    big = mnist.test_images[:400].reshape(400, 784).tolist()  # past LIGHT_COST: the slot path
+    for pixels in (images.reshape(3, 784).tolist(), images.tolist(), big):
+        lean = shipped.post(BATCH, json={"pixels": pixels, "verdicts": False}).json()
+        full = shipped.post(BATCH, json={"pixels": pixels}).json()
+        assert all("verdict" not in p and "verdict_detail" not in p and "preview" in p
+                   for p in lean["predictions"])
+        assert all(p["verdict"] in ("digit", "unsure", "not_a_digit") and "scores" in
+                   p["verdict_detail"] for p in full["predictions"])
+        assert [p["digit"] for p in lean["predictions"]] == \
+            [p["digit"] for p in full["predictions"]]
+    bad = shipped.post(BATCH, json={"pixels": [ZEROS], "verdicts": 0})
+    assert bad.status_code == 422 and "'verdicts' must be true or false" in bad.json()["detail"]
+
+
 def test_fast_path_reads_numbers_exactly() -> None:
     found = pixel_batch(json.dumps({"pixels": [[255] + [0.5] * 783], "preprocess": False,
-                                    "previews": False}).encode(), 10)
+                                    "previews": False, "verdicts": False}).encode(), 10)
     assert found is not None
-    images, previews = found
+    images = found.pixels
     assert images.shape == (1, 28, 28) and images.dtype == np.float32
-    assert images[0, 0, 0] == 255 and images[0, 0, 1] == 0.5 and previews is False
+    assert images[0, 0, 0] == 255 and images[0, 0, 1] == 0.5
+    assert found.previews is False and found.verdicts is False
+    plain = pixel_batch(json.dumps({"pixels": [ZEROS]}).encode(), 10)
+    assert plain is not None and plain.previews and plain.verdicts
+
+
+def test_read_batch_sends_whole_pixels_back_as_bytes(mnist: Mnist) -> None:
+    from app.batchwork import read_batch
+
+    settings = make_settings(SHIPPED_MODEL, Path("."))
+    whole = read_batch(json.dumps({"pixels": [ZEROS, [255] * 784]}).encode(), settings)
+    part = read_batch(json.dumps({"pixels": [ZEROS, [0.5] * 784]}).encode(), settings)
+    assert isinstance(whole, PixelBatch) and isinstance(part, PixelBatch)
+    assert whole.pixels.dtype == np.uint8 and whole.pixels[1].min() == 255
+    assert part.pixels.dtype == np.float32 and part.pixels[1, 0, 0] == 0.5
+
+
+def test_a_heavy_slot_reads_in_the_server_only_when_alone() -> None:
+    import asyncio
+
+    from app.limits import Work, WorkLimiter
+
+    async def scenario() -> list[bool]:
+        limiter = WorkLimiter(slots=2, max_queue=4, wait_s=5)
+        work = Work(deadline=time.monotonic() + 60, timeout_s=60)
+        seen = []
+        async with limiter.slot(work):
+            seen.append(limiter.alone())
+            async with limiter.slot(work):
+                seen.append(limiter.alone())
+            seen.append(limiter.alone())
+        return seen
+
+    assert asyncio.run(scenario()) == [True, False, True]
 
 
 @pytest.mark.parametrize("body", [
@@ -71,6 +121,8 @@ def test_fast_path_reads_numbers_exactly() -> None:
     {"pixels": [ZEROS[:783], ZEROS + [0]]},            # 1,568 numbers, ragged
     {"pixels": [ZEROS], "preprocess": True},           # preprocessing is per image
     {"pixels": [ZEROS], "note": "x"},                  # an unknown key, and a string
+    {"pixels": [ZEROS], "verdicts": 1},                # a flag that is not true or false
+    {"pixels": [ZEROS], "previews": {"a": 1}},         # an object inside
     {"pixels": [[300] + ZEROS[1:]]},                   # out of range: the exact path says where
     {"pixels": [[-1] + ZEROS[1:]]},
     {"pixels": []},

@@ -77,6 +77,24 @@ def test_images_are_decoded_in_niced_worker_processes(server: LiveServer) -> Non
     assert sum(after.values()) > sum(before.values())  # the decoding's CPU went to a worker
 
 
+def test_a_lone_batch_of_raw_pixels_is_read_in_the_server_and_rows_in_workers(
+        server: LiveServer) -> None:
+    flat = json.dumps({"pixels": [[(i * 7) % 256 for i in range(784)]] * 1000}).encode()
+    rows = json.dumps({"pixels": [[[(i * 7) % 256 for i in range(28)]] * 28] * 1000}).encode()
+    before = workers(server)
+    for _ in range(4):  # one at a time: the only heavy work, read in a thread of the server
+        status, _, body = post(server.url, "/api/predict/batch", flat)
+        assert status == 200 and len(body["predictions"]) == 1000
+    between = workers(server)
+    for _ in range(4):  # 28 rows of 28: the exact path, parsed in a worker process
+        status, _, body = post(server.url, "/api/predict/batch", rows)
+        assert status == 200 and len(body["predictions"]) == 1000
+    after = workers(server)
+    # Reading 3.5 MB in a worker costs about 10 ms (a tick) each time; 5 MB of rows, 50 ms.
+    assert sum(between.values()) - sum(before.values()) <= 1
+    assert sum(after.values()) - sum(between.values()) >= 4
+
+
 def test_errors_cross_the_process_boundary_with_their_sentences(server: LiveServer) -> None:
     # A large JSON body is read in a worker: its errors are the same 4xx sentences.
     pad = " " * 100_000

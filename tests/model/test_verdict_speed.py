@@ -1,17 +1,63 @@
-"""The verdict's one-drawing path and its parts against oracles: ``judge_one`` against the
-batch ``judge``, ``one_image_facts`` against ``stack_facts``, the typicality model's subspace
-iteration against a full eigendecomposition, and the threshold choice with the detector."""
+"""The verdict's fast paths and their parts against oracles: ``judge_one`` and the batch's
+``assess`` against ``judge``, ``one_image_facts`` and ``stack_facts`` against a 3-D labelling
+and (N, H, W) windows, the typicality model's subspace iteration against a full
+eigendecomposition, and the threshold choice with the detector."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from model.calibrate import _failed, choose_thresholds
 from model.data import Mnist
 from model.inference import Predictor
-from model.verdict import SCORES, _top_eigen, one_image_facts, stack_facts
+from model.verdict import INK_FRACTION, SCORES, _top_eigen, one_image_facts, stack_facts
 from tests.conftest import SHIPPED_MODEL
+
+
+def plain_facts(seen: np.ndarray) -> dict[str, np.ndarray]:
+    """The verdict's facts the plain way: image by image, a 2-D labelling, the ink's box by
+    slicing and the Euler number from (H + 1, W + 1) windows."""
+    out: dict[str, list[float]] = {"aspect": [], "coverage": [], "second_piece": [],
+                                   "loops": []}
+    for image in np.asarray(seen, dtype=np.float32):
+        peak = float(image.max())
+        mask = image > np.float32(INK_FRACTION) * np.float32(peak)
+        if not mask.any():
+            for key in out:
+                out[key].append(0.0)
+            continue
+        rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+        box = image[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+        labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
+        sizes = np.sort(np.bincount(labels.ravel())[1:])
+        padded = np.pad(mask, 1).astype(int)
+        a, b, c, d = padded[:-1, :-1], padded[:-1, 1:], padded[1:, :-1], padded[1:, 1:]
+        total = a + b + c + d
+        euler = ((total == 1).sum() - (total == 3).sum()
+                 - 2 * ((total == 2) & (a == d)).sum()) / 4
+        out["aspect"].append(box.shape[1] / box.shape[0])
+        out["coverage"].append(float(box.sum(dtype=np.float64)) / box.size / peak)
+        out["second_piece"].append(float(sizes[-2] / sizes.sum()) if count > 1 else 0.0)
+        out["loops"].append(max(count - euler, 0.0))
+    return {key: np.array(values) for key, values in out.items()}
+
+
+def test_stacked_facts_equal_the_plain_ones(mnist: Mnist) -> None:
+    rng = np.random.default_rng(3)
+    sparse = ((rng.random((300, 28, 28)) < 0.12) * 255).astype(np.uint8)  # many pieces, loops
+    faint = (rng.random((300, 28, 28)) * (rng.random((300, 28, 28)) < 0.4)).astype(np.float32)
+    edges = np.zeros((4, 28, 28), np.uint8)
+    edges[1, :, 0] = 255  # ink on the first column and the last row: the words' edges
+    edges[2, 27, :] = 255
+    edges[3] = 255  # all ink
+    for images in (mnist.valid_images[:2000], sparse, faint, edges,
+                   np.zeros((3, 28, 28), np.float32)):
+        stacked, plain = stack_facts(images), plain_facts(images)
+        for key in plain:
+            np.testing.assert_allclose(stacked[key], plain[key], rtol=1e-6, atol=1e-7,
+                                       err_msg=key)
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +96,33 @@ def test_one_drawing_gets_the_batch_verdict_and_probabilities(shipped: Predictor
         for key, value in one["scores"].items():
             # float32 products summed in another order: atypicality (~100s) within 0.1%
             assert value == pytest.approx(batch[i]["scores"][key], rel=1e-3, abs=1e-2), key
+
+
+def test_the_batch_product_gets_judges_verdicts(shipped: Predictor, mnist: Mnist) -> None:
+    rng = np.random.default_rng(5)
+    scribbles = ((rng.random((100, 28, 28)) < 0.1) * 255).astype(np.uint8)
+    seen = shipped.model_input(np.concatenate([mnist.valid_images[:1500], scribbles]))
+    verdicts = shipped.verdicts
+    assert verdicts is not None
+    x = shipped.normalise(seen)
+    logits = x.astype(np.float64) @ shipped.weight.numpy().T.astype(np.float64) \
+        + shipped.bias.numpy()
+    plain = verdicts.judge(seen, x, logits)
+    probs, judged = verdicts.assess(seen, x)
+    fast = verdicts.details(judged)
+    np.testing.assert_allclose(probs, shipped.probabilities_of_input(seen), atol=1e-5)
+    assert verdicts.words(judged) == [v["verdict"] for v in fast]
+    assert {v["verdict"] for v in fast} == {"digit", "unsure", "not_a_digit"}
+    for one, other in zip(fast, plain, strict=True):
+        assert (one["verdict"], one["reason"], one["failed"], one["message"],
+                one["candidates"]) == (other["verdict"], other["reason"], other["failed"],
+                                       other["message"], other["candidates"])
+        assert one.keys() == other.keys() and one["thresholds"] == other["thresholds"]
+        assert one["calibrated_confidence"] == pytest.approx(other["calibrated_confidence"],
+                                                             abs=1e-5)
+        for key, value in one["scores"].items():
+            # float32 products summed in another order, as for judge_one above
+            assert value == pytest.approx(other["scores"][key], rel=1e-3, abs=1e-2), key
 
 
 def test_subspace_iteration_finds_the_top_eigenpairs(mnist: Mnist) -> None:
