@@ -182,8 +182,11 @@ def single_from_json(payload: Any, max_chars: int) -> tuple[str, Any]:
 
 
 def check_preprocess_flag(value: Any) -> bool:
-    if value is None:
-        return False
+    return False if value is None else check_flag(value, "preprocess")
+
+
+def check_flag(value: Any, key: str) -> bool:
+    """A request's true-or-false field `key` (422 for anything else)."""
     if not isinstance(value, bool):
-        raise InputError("'preprocess' must be true or false.", code="bad_flag")
+        raise InputError(f"'{key}' must be true or false.", code="bad_flag")
     return value

@@ -20,6 +20,7 @@ from app.batchwork import (
     decode_items,
     needs_decoding,
     read_batch,
+    read_batch_to_send,
     single_digit,
 )
 from app.deps import Serving, ServingDep
@@ -263,12 +264,13 @@ async def answer_heavy_batch(serving: Serving, work: Work, body: bytes,
     pixels-16; 30 ms through the worker processes)."""
     predictor, settings, limiter = serving.predictor(), serving.settings, serving.limiter
     async with limiter.slot(work):
-        if batch is None and limiter.alone():
+        tried = batch is None and limiter.alone()
+        if tried:
             answered = await to_thread.run_sync(answer_pixel_batch, predictor, body, settings)
             if answered is not None:
                 return answered
-        read = batch if batch is not None else await limiter.pool.call(read_batch, body,
-                                                                        settings)
+        read = batch if batch is not None else await limiter.pool.call(
+            read_batch_to_send, body, settings, not tried)
         digits = (Digits(read.pixels, {}) if isinstance(read, PixelBatch) else
                   await decode_batch(limiter.pool, read, settings.max_image_pixels, work))
     return await to_thread.run_sync(answer_digits, predictor, digits, read.previews,

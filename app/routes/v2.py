@@ -117,7 +117,7 @@ def infer_sync(predictor: Predictor, raw: bytes, header_length: str | None,
 def answer_infer(predictor: Predictor, pixels: np.ndarray, outputs: list[tuple[str, bool]],
                  request_id: str | None) -> tuple[dict[str, Any], list[bytes], np.ndarray]:
     """The answer's JSON, the bytes of its binary outputs (in order) and the digits."""
-    # The verdict costs about 10 us an image in a batch, three times the rest: it is judged
+    # The verdict costs about 13 us an image in a batch, five times the rest: it is judged
     # only when the request asks for it (a request that names no outputs asks for all three).
     with timed("predict"):
         seen = predictor.model_input(pixels)

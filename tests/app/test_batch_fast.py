@@ -84,11 +84,11 @@ def test_fast_path_reads_numbers_exactly() -> None:
 
 
 def test_read_batch_sends_whole_pixels_back_as_bytes(mnist: Mnist) -> None:
-    from app.batchwork import read_batch
+    from app.batchwork import read_batch_to_send
 
     settings = make_settings(SHIPPED_MODEL, Path("."))
-    whole = read_batch(json.dumps({"pixels": [ZEROS, [255] * 784]}).encode(), settings)
-    part = read_batch(json.dumps({"pixels": [ZEROS, [0.5] * 784]}).encode(), settings)
+    whole = read_batch_to_send(json.dumps({"pixels": [ZEROS, [255] * 784]}).encode(), settings)
+    part = read_batch_to_send(json.dumps({"pixels": [ZEROS, [0.5] * 784]}).encode(), settings)
     assert isinstance(whole, PixelBatch) and isinstance(part, PixelBatch)
     assert whole.pixels.dtype == np.uint8 and whole.pixels[1].min() == 255
     assert part.pixels.dtype == np.float32 and part.pixels[1, 0, 0] == 0.5
